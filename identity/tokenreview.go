@@ -1,0 +1,152 @@
+package identity
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	authv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// DefaultAudience is the audience the proxy's projected ServiceAccount token
+// is minted for (docs/architecture.md).
+const DefaultAudience = "identity.meshlet.io"
+
+// MaxTokenSize bounds the token field; a projected token is about 1 KiB.
+const MaxTokenSize = 16 << 10
+
+// TokenReviewer is the Kubernetes-mode Authenticator: it asks the API server
+// (TokenReview, authentication.k8s.io/v1) whether the token is valid for
+// Audience and derives spiffe://<trust-domain>/ns/<ns>/sa/<sa> from the
+// ServiceAccount it authenticates.
+type TokenReviewer struct {
+	Client      kubernetes.Interface
+	TrustDomain spiffeid.TrustDomain
+	// Audience the token must carry; "" means DefaultAudience.
+	Audience string
+	// Timeout of one TokenReview call; 0 means 5s.
+	Timeout time.Duration
+}
+
+// Authenticate implements Authenticator.
+func (r *TokenReviewer) Authenticate(ctx context.Context, token []byte) (spiffeid.ID, error) {
+	aud := r.Audience
+	if aud == "" {
+		aud = DefaultAudience
+	}
+	timeout := r.Timeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tr, err := r.Client.AuthenticationV1().TokenReviews().Create(ctx, &authv1.TokenReview{
+		Spec: authv1.TokenReviewSpec{Token: string(token), Audiences: []string{aud}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		if ctx.Err() != nil && ctx.Err() != context.DeadlineExceeded {
+			return spiffeid.ID{}, ctx.Err()
+		}
+		return spiffeid.ID{}, fmt.Errorf("%w: %w", ErrAuthUnavailable, err)
+	}
+	st := tr.Status
+	if !st.Authenticated {
+		return spiffeid.ID{}, refusedTokenError(token, aud, st.Error, time.Now())
+	}
+	// The API server only authenticates for an audience it was asked for,
+	// but an authenticator that ignores audiences would answer with none:
+	// insist on ours.
+	if !slices.Contains(st.Audiences, aud) {
+		return spiffeid.ID{}, fmt.Errorf("%w: token review granted audiences %q, want %q", ErrWrongAudience, st.Audiences, aud)
+	}
+	ns, sa, ok := serviceAccountOf(st.User.Username)
+	if !ok {
+		return spiffeid.ID{}, fmt.Errorf("%w: authenticated as %q", ErrNotServiceAccount, st.User.Username)
+	}
+	id, err := spiffeid.FromSegments(r.TrustDomain, "ns", ns, "sa", sa)
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("%w: service account %s/%s: %w", ErrInvalidIdentity, ns, sa, err)
+	}
+	return id, nil
+}
+
+// serviceAccountOf splits "system:serviceaccount:<ns>:<sa>".
+func serviceAccountOf(user string) (ns, sa string, ok bool) {
+	rest, ok := strings.CutPrefix(user, "system:serviceaccount:")
+	if !ok {
+		return "", "", false
+	}
+	ns, sa, ok = strings.Cut(rest, ":")
+	if !ok || ns == "" || sa == "" || strings.Contains(sa, ":") {
+		return "", "", false
+	}
+	return ns, sa, true
+}
+
+// refusedTokenError explains a token the API server did not authenticate.
+// The API server's message alone does not say why in a stable way, so the
+// token's own (unverified) claims choose the reason: they only pick the label
+// of a refusal, never grant anything.
+func refusedTokenError(token []byte, aud, apiErr string, now time.Time) error {
+	if apiErr == "" {
+		apiErr = "not authenticated"
+	}
+	c, ok := parseJWTClaims(token)
+	switch {
+	case ok && c.Exp != 0 && !now.Before(time.Unix(c.Exp, 0)):
+		return fmt.Errorf("%w: expired at %s (api server: %s)", ErrExpiredToken, time.Unix(c.Exp, 0).UTC().Format(time.RFC3339), apiErr)
+	case ok && !slices.Contains(c.Aud, aud):
+		return fmt.Errorf("%w: token audiences %q, want %q (api server: %s)", ErrWrongAudience, c.Aud, aud, apiErr)
+	}
+	return fmt.Errorf("%w: %s", ErrInvalidToken, apiErr)
+}
+
+// jwtClaims are the registered claims used to explain a refusal.
+type jwtClaims struct {
+	Aud []string
+	Exp int64
+}
+
+// parseJWTClaims decodes the payload of a compact JWS without verifying it.
+func parseJWTClaims(token []byte) (jwtClaims, bool) {
+	parts := strings.Split(string(token), ".")
+	if len(parts) != 3 {
+		return jwtClaims{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return jwtClaims{}, false
+	}
+	var raw struct {
+		Aud json.RawMessage `json:"aud"`
+		Exp json.Number     `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &raw); err != nil {
+		return jwtClaims{}, false
+	}
+	var c jwtClaims
+	// "aud" is a string or an array of strings (RFC 7519 section 4.1.3).
+	if len(raw.Aud) > 0 {
+		var one string
+		if err := json.Unmarshal(raw.Aud, &one); err == nil {
+			c.Aud = []string{one}
+		} else if err := json.Unmarshal(raw.Aud, &c.Aud); err != nil {
+			return jwtClaims{}, false
+		}
+	}
+	if raw.Exp != "" {
+		f, err := raw.Exp.Float64()
+		if err != nil {
+			return jwtClaims{}, false
+		}
+		c.Exp = int64(f)
+	}
+	return c, true
+}
