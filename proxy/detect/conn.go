@@ -1,0 +1,62 @@
+package detect
+
+import (
+	"net"
+	"sync"
+)
+
+// Conn is a connection whose first bytes were read for detection. Reads
+// return those bytes first, then continue on the socket. All other methods
+// are the TCP connection's.
+//
+// Conn is not safe for concurrent Reads (no net.Conn is, usefully), but
+// Close, Write and deadlines may be called from other goroutines as usual.
+type Conn struct {
+	*net.TCPConn
+	buf  *[BufferSize]byte // pooled; nil once the peeked bytes are consumed
+	head []byte            // unread peeked bytes, a window into buf
+}
+
+// Read returns the peeked bytes first, then reads from the socket.
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(c.head) == 0 {
+		return c.TCPConn.Read(p)
+	}
+	n := copy(p, c.head)
+	c.head = c.head[n:]
+	if len(c.head) == 0 {
+		c.release()
+	}
+	return n, nil
+}
+
+// Peeked returns the bytes read for detection and not yet consumed by Read.
+// The slice is valid until the next Read or Detach.
+func (c *Conn) Peeked() []byte { return c.head }
+
+// Detach returns the unread peeked bytes and the bare TCP connection, for
+// forwarding that wants the *net.TCPConn itself (io.Copy between two bare
+// TCP connections uses splice). The caller must send head before anything
+// read from tcp, and must not use c afterwards. head is a copy only when it
+// is not empty.
+func (c *Conn) Detach() (head []byte, tcp *net.TCPConn) {
+	if len(c.head) > 0 {
+		head = append([]byte(nil), c.head...)
+	}
+	c.head = nil
+	c.release()
+	return head, c.TCPConn
+}
+
+func (c *Conn) release() {
+	if c.buf != nil {
+		bufPool.Put(c.buf)
+		c.buf = nil
+	}
+}
+
+// BufferSize bounds how many bytes detection reads before deciding: an
+// HTTP/1 request line longer than this is treated as opaque.
+const BufferSize = 8 << 10
+
+var bufPool = sync.Pool{New: func() any { return new([BufferSize]byte) }}
