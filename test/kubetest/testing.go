@@ -1,0 +1,90 @@
+package kubetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+)
+
+// Start starts a cluster for one test (or benchmark) and stops it in
+// tb.Cleanup. It skips the test when the binaries are missing and fails it
+// when the cluster does not start. Prefer Shared: one cluster per package
+// is much cheaper than one per test.
+func Start(tb testing.TB) *Cluster {
+	tb.Helper()
+	c, err := New(context.Background(), Options{Logf: tb.Logf})
+	if errors.Is(err, ErrNoBinaries) {
+		tb.Skip(err.Error())
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return c
+}
+
+// shared is the package's cluster, started by the first Shared call and
+// stopped by Main once the tests are done.
+var shared struct {
+	sync.Mutex
+	inMain  bool
+	started bool
+	cluster *Cluster
+	err     error
+}
+
+// Main runs a test package whose tests call Shared, then stops the shared
+// cluster and exits with the tests' status. Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { kubetest.Main(m) }
+//
+// The cluster starts at the first Shared call, so `go test -run` of tests
+// that do not need it costs nothing.
+func Main(m *testing.M) {
+	shared.Lock()
+	shared.inMain = true
+	shared.Unlock()
+	code := m.Run()
+	shared.Lock()
+	if shared.cluster != nil {
+		if err := shared.cluster.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	shared.Unlock()
+	os.Exit(code)
+}
+
+// Shared returns the package's cluster, starting it on first use. It skips
+// t when the binaries are missing, and fails it when the cluster did not
+// start (the start is tried once per package). The package's TestMain must
+// call Main, which stops the cluster at the end.
+func Shared(tb testing.TB) *Cluster {
+	tb.Helper()
+	shared.Lock()
+	defer shared.Unlock()
+	if !shared.inMain {
+		tb.Fatal("kubetest: Shared needs the package's TestMain to call kubetest.Main(m)")
+	}
+	if !shared.started {
+		shared.started = true
+		shared.cluster, shared.err = New(context.Background(), Options{Logf: tb.Logf})
+	}
+	if errors.Is(shared.err, ErrNoBinaries) {
+		tb.Skip(shared.err.Error())
+	}
+	if shared.err != nil {
+		tb.Fatalf("kubetest: the package's cluster did not start: %v", shared.err)
+	}
+	return shared.cluster
+}
