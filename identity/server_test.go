@@ -1,0 +1,316 @@
+package identity
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshlet/meshlet/identity/api/identitypb"
+)
+
+// localServer is a real meshlet-identity in local mode on loopback.
+type localServer struct {
+	ca        *testCA
+	srv       *Server
+	reg       *prometheus.Registry
+	tokensAt  string
+	addr      string
+	adminAddr string
+	client    identitypb.IdentityClient
+}
+
+func startLocal(t testing.TB, tokens []JoinToken, lifetime time.Duration) *localServer {
+	t.Helper()
+	ca := newTestCA(t)
+	tokPath := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokPath, FormatJoinTokens(tokens), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	srv, err := NewServer(Config{
+		TrustDomain:    testTD.Name(),
+		Mode:           ModeLocal,
+		Issuer:         ca.files,
+		JoinTokensFile: tokPath,
+		Lifetime:       lifetime,
+		ReloadInterval: 100 * time.Millisecond,
+		Registry:       reg,
+		Log:            slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis, admin) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return &localServer{ca: ca, srv: srv, reg: reg, tokensAt: tokPath, addr: lis.Addr().String(),
+		adminAddr: admin.Addr().String(), client: identitypb.NewIdentityClient(conn)}
+}
+
+func (s *localServer) refused(t testing.TB, reason string) float64 {
+	return value(t, s.srv.service.cfg.Metrics.refused.WithLabelValues(reason))
+}
+
+func newTokens(t testing.TB, ids ...string) []JoinToken {
+	t.Helper()
+	var out []JoinToken
+	for _, id := range ids {
+		tok, err := NewJoinToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, JoinToken{Token: tok, Identity: mustID(id)})
+	}
+	return out
+}
+
+func TestCertifyLocalMode(t *testing.T) {
+	web, db := "spiffe://meshlet.test/ns/dev/sa/web", "spiffe://meshlet.test/ns/dev/sa/db"
+	toks := newTokens(t, web, db)
+	s := startLocal(t, toks, time.Hour)
+	key := p256Key(t)
+	good := csrFor(t, key, x509.CertificateRequest{}, web)
+
+	cases := []struct {
+		name   string
+		req    *identitypb.CertifyRequest
+		code   codes.Code
+		reason string
+		msg    string
+	}{
+		{"issued", &identitypb.CertifyRequest{Token: []byte(toks[0].Token), CsrDer: good, Identity: web}, codes.OK, "", ""},
+		{"token of another identity", &identitypb.CertifyRequest{Token: []byte(toks[1].Token), CsrDer: good, Identity: web}, codes.PermissionDenied, "identity_mismatch", "token is for " + db},
+		{"unknown token", &identitypb.CertifyRequest{Token: []byte("0123456789abcdef0123"), CsrDer: good, Identity: web}, codes.Unauthenticated, "invalid_token", "unknown join token"},
+		{"empty token", &identitypb.CertifyRequest{CsrDer: good, Identity: web}, codes.InvalidArgument, "bad_request", "token is empty"},
+		{"garbage csr", &identitypb.CertifyRequest{Token: []byte(toks[0].Token), CsrDer: []byte("garbage"), Identity: web}, codes.InvalidArgument, "csr_parse", "csr cannot be parsed"},
+		{"csr with a DNS SAN", &identitypb.CertifyRequest{Token: []byte(toks[0].Token), CsrDer: csrFor(t, key, x509.CertificateRequest{DNSNames: []string{"web"}}, web), Identity: web}, codes.InvalidArgument, "csr_extra_sans", "DNS names"},
+		{"csr for another identity", &identitypb.CertifyRequest{Token: []byte(toks[0].Token), CsrDer: csrFor(t, key, x509.CertificateRequest{}, db), Identity: web}, codes.PermissionDenied, "csr_identity", "URI SAN"},
+		{"identity outside the trust domain", &identitypb.CertifyRequest{Token: []byte(toks[0].Token), CsrDer: good, Identity: "spiffe://other.test/ns/dev/sa/web"}, codes.InvalidArgument, "invalid_identity", "not in trust domain"},
+		{"identity not a SPIFFE ID", &identitypb.CertifyRequest{Token: []byte(toks[0].Token), CsrDer: good, Identity: "web"}, codes.InvalidArgument, "invalid_identity", "invalid identity"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := 0.0
+			if tc.reason != "" {
+				before = s.refused(t, tc.reason)
+			}
+			resp, err := s.client.Certify(context.Background(), tc.req)
+			if tc.code == codes.OK {
+				if err != nil {
+					t.Fatal(err)
+				}
+				leaf, err := x509.ParseCertificate(resp.LeafCertificateDer)
+				if err != nil {
+					t.Fatal(err)
+				}
+				chain := []*x509.Certificate{leaf}
+				for _, d := range resp.IntermediatesDer {
+					c, err := x509.ParseCertificate(d)
+					if err != nil {
+						t.Fatal(err)
+					}
+					chain = append(chain, c)
+				}
+				anchors, err := parseCertificatesPEM(s.ca.root.CertPEM)
+				if err != nil {
+					t.Fatal(err)
+				}
+				id, _, err := x509svid.Verify(chain, x509bundle.FromX509Authorities(testTD, anchors))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if id.String() != web {
+					t.Fatalf("issued %s, want %s", id, web)
+				}
+				if !resp.ValidUntil.AsTime().Equal(leaf.NotAfter) {
+					t.Fatalf("valid_until %s, NotAfter %s", resp.ValidUntil.AsTime(), leaf.NotAfter)
+				}
+				if d := time.Until(leaf.NotAfter); d < 59*time.Minute || d > time.Hour {
+					t.Fatalf("lifetime left %s, want ~1h", d)
+				}
+				return
+			}
+			st, _ := status.FromError(err)
+			if st.Code() != tc.code || !strings.Contains(st.Message(), tc.msg) {
+				t.Fatalf("got %s %q, want %s containing %q", st.Code(), st.Message(), tc.code, tc.msg)
+			}
+			if got := s.refused(t, tc.reason); got != before+1 {
+				t.Fatalf("refused{reason=%s} = %v, want %v", tc.reason, got, before+1)
+			}
+		})
+	}
+	if got := value(t, s.srv.service.cfg.Metrics.issued); got != 1 {
+		t.Fatalf("issued = %v, want 1", got)
+	}
+}
+
+func TestAdminEndpointsAndTokenReload(t *testing.T) {
+	web := "spiffe://meshlet.test/ns/dev/sa/web"
+	toks := newTokens(t, web)
+	s := startLocal(t, toks, time.Hour)
+	for path, want := range map[string]string{
+		"/live":    "ok",
+		"/ready":   "ok",
+		"/metrics": "meshlet_identity_certify_refused_total{reason=\"csr_extra_sans\"} 0",
+	} {
+		resp, err := http.Get("http://" + s.adminAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Fatalf("%s: %d %q, want %q", path, resp.StatusCode, body, want)
+		}
+	}
+
+	req := func(tok string) error {
+		_, err := s.client.Certify(context.Background(), &identitypb.CertifyRequest{
+			Token: []byte(tok), CsrDer: csrFor(t, p256Key(t), x509.CertificateRequest{}, web), Identity: web})
+		return err
+	}
+	if err := req(toks[0].Token); err != nil {
+		t.Fatal(err)
+	}
+	// Rotate the token: the old one stops working, the new one works.
+	fresh := newTokens(t, web)
+	if err := os.WriteFile(s.tokensAt, FormatJoinTokens(fresh), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return status.Code(req(toks[0].Token)) == codes.Unauthenticated })
+	if err := req(fresh[0].Token); err != nil {
+		t.Fatal(err)
+	}
+	// A broken file keeps the last good tokens.
+	if err := os.WriteFile(s.tokensAt, []byte("broken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := s.srv.service.cfg.Metrics
+	waitFor(t, func() bool { return value(t, m.tokenReloads.WithLabelValues("error")) >= 1 })
+	if err := req(fresh[0].Token); err != nil {
+		t.Fatalf("good token refused after a bad reload: %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no files", Config{}, "files are all required"},
+		{"bad mode", Config{Mode: "cloud"}, `mode "cloud"`},
+		{"local without tokens", Config{Mode: ModeLocal}, "join tokens file"},
+		{"bad trust domain", Config{TrustDomain: "Not A Domain"}, "trust domain"},
+		{"tiny lifetime", Config{Lifetime: time.Millisecond}, "lifetime"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewServer(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestConcurrentCertify1000 is 1,000 proxies renewing at once, each with
+// its own key, token and gRPC connection, against one local-mode server.
+func TestConcurrentCertify1000(t *testing.T) {
+	n := 1000
+	if testing.Short() {
+		n = 100
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("spiffe://meshlet.test/ns/load/sa/p%d", i)
+	}
+	toks := newTokens(t, ids...)
+	s := startLocal(t, toks, time.Hour)
+	reqs := make([]*identitypb.CertifyRequest, n)
+	for i := range reqs {
+		reqs[i] = &identitypb.CertifyRequest{Token: []byte(toks[i].Token), CsrDer: csrFor(t, p256Key(t), x509.CertificateRequest{}, ids[i]), Identity: ids[i]}
+	}
+	conns := make([]*grpc.ClientConn, n)
+	for i := range conns {
+		c, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		errs  []error
+	)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			resp, err := identitypb.NewIdentityClient(conns[i]).Certify(ctx, reqs[i])
+			if err == nil {
+				var leaf *x509.Certificate
+				if leaf, err = x509.ParseCertificate(resp.LeafCertificateDer); err == nil && leaf.URIs[0].String() != ids[i] {
+					err = fmt.Errorf("got %s", leaf.URIs[0])
+				}
+			}
+			if err != nil {
+				errMu.Lock()
+				errs = append(errs, fmt.Errorf("proxy %d: %w", i, err))
+				errMu.Unlock()
+			}
+		})
+	}
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	elapsed := time.Since(t0)
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d failed, first: %v", len(errs), n, errs[0])
+	}
+	if got := value(t, s.srv.service.cfg.Metrics.issued); got != float64(n) {
+		t.Fatalf("issued %v, want %d", got, n)
+	}
+	t.Logf("%d concurrent Certify calls (own connection each) in %s: %.0f certs/s", n, elapsed, float64(n)/elapsed.Seconds())
+}
