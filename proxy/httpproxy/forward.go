@@ -1,0 +1,155 @@
+package httpproxy
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+var valEmpty = []string{""}
+
+// forward sends the request upstream and streams the response back. It is
+// the innermost layer.
+func (p *Proxy) forward(c *call) error {
+	r := c.r
+	out := r.WithContext(c) // shallow: shares r.Header, already stripped of hop-by-hop fields
+	c.url = *r.URL
+	c.url.Scheme, c.url.Host = schemes[c.up], c.addr
+	out.URL = &c.url
+	out.RequestURI = ""
+	out.Close = false
+	out.Body = nil // issue 16036: a nil body lets the transport retry on a dead pooled connection
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		c.body.rc = r.Body
+		out.Body = &c.body
+	}
+	h := out.Header
+	if c.teTrailers {
+		h[hdrTE] = valTrailers
+	}
+	if c.upgrade != nil {
+		h[hdrConnection], h[hdrUpgrade] = valUpgrade, c.upgrade
+	}
+	if c.up == upMeshH2 && r.ProtoMajor == 1 {
+		h[hdrOrigProto] = valOrigHTTP11
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = valEmpty // or the transport adds Go's own
+	}
+
+	res, err := p.up.rt[c.up].RoundTrip(out)
+	if err != nil {
+		return err
+	}
+	c.gotHeaders(res.StatusCode)
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		return c.tunnel(res)
+	}
+
+	stripHopByHop(res.Header)
+	dst := c.w.Header()
+	for k, vv := range res.Header {
+		dst[k] = vv // the transport's maps are not reused: sharing the slices is safe
+	}
+	announced := len(res.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range res.Trailer {
+			keys = append(keys, k)
+		}
+		dst[hdrTrailer] = []string{strings.Join(keys, ", ")}
+	}
+	c.status = res.StatusCode
+	c.w.WriteHeader(res.StatusCode)
+	c.wrote = true
+
+	err = c.copyBody(res)
+	res.Body.Close() // also fills res.Trailer
+	if err != nil {
+		return err
+	}
+	for k, vv := range res.Trailer {
+		if announced == 0 {
+			k = trailerKey(k)
+		}
+		dst[k] = vv
+	}
+	c.grpcStatus = grpcStatusOf(res)
+	return nil
+}
+
+// trailerKey returns http.TrailerPrefix+k, without allocating for the
+// trailers gRPC sends on every response.
+func trailerKey(k string) string {
+	switch k {
+	case "Grpc-Status":
+		return http.TrailerPrefix + "Grpc-Status"
+	case "Grpc-Message":
+		return http.TrailerPrefix + "Grpc-Message"
+	case "Grpc-Status-Details-Bin":
+		return http.TrailerPrefix + "Grpc-Status-Details-Bin"
+	}
+	return http.TrailerPrefix + k
+}
+
+// grpcStatusOf returns the response's grpc-status (trailer, or header of a
+// Trailers-Only response), "" when absent. Values other than the codes 0-16
+// are reported as "unknown" to keep the metric label bounded.
+func grpcStatusOf(res *http.Response) string {
+	v := res.Trailer[hdrGRPCStatus]
+	if len(v) == 0 {
+		if v = res.Header[hdrGRPCStatus]; len(v) == 0 {
+			return ""
+		}
+	}
+	s := v[0]
+	switch len(s) {
+	case 1:
+		if s[0] >= '0' && s[0] <= '9' {
+			return s
+		}
+	case 2:
+		if s[0] == '1' && s[1] >= '0' && s[1] <= '6' {
+			return s
+		}
+	}
+	return "unknown"
+}
+
+// bufSize is the copy buffer: large enough for an HTTP/2 DATA frame of the
+// default maximum size and most bodies in one read.
+const bufSize = 32 << 10
+
+var bufPool = sync.Pool{New: func() any { return new([bufSize]byte) }}
+
+// copyBody streams the response body downstream. A response of unknown
+// length (chunked HTTP/1, most HTTP/2 and every gRPC response) is flushed
+// after each read, so streamed messages are not held back in buffers; one
+// of known length is left to the server's buffering.
+func (c *call) copyBody(res *http.Response) error {
+	var fl http.Flusher
+	if res.ContentLength < 0 {
+		fl, _ = c.w.(http.Flusher)
+	}
+	bp := bufPool.Get().(*[bufSize]byte)
+	defer bufPool.Put(bp)
+	buf := bp[:]
+	for {
+		n, rerr := res.Body.Read(buf)
+		if n > 0 {
+			if _, werr := c.w.Write(buf[:n]); werr != nil {
+				return &proxyError{reason: reasonClientGone, err: werr}
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}

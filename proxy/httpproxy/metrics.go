@@ -1,0 +1,153 @@
+package httpproxy
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// routeLabels are the labels shared by the golden metrics. The set is fixed:
+// destination labels the control plane does not send are "".
+var routeLabels = []string{
+	"direction", "authority", "tls", "client_id",
+	"dst_namespace", "dst_service", "dst_pod", "dst_workload", "dst_serviceaccount",
+}
+
+// dstLabelKeys are the endpoint.Endpoint.Labels keys copied into the dst_*
+// labels, in routeLabels order.
+var dstLabelKeys = [5]string{"namespace", "service", "pod", "workload", "serviceaccount"}
+
+// latencyBuckets are in milliseconds, as Linkerd's response_latency_ms.
+var latencyBuckets = []float64{1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
+	1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000}
+
+type metrics struct {
+	requests    *prometheus.CounterVec
+	responses   *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	proxyErrors [2][numReasons]prometheus.Counter // pre-resolved: direction × reason
+	protoErrors *prometheus.CounterVec
+
+	routes sync.Map // routeKey → *route
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlet_request_total",
+			Help: "HTTP requests the proxy routed, by direction, authority, TLS, client and destination.",
+		}, routeLabels),
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlet_response_total",
+			Help: "HTTP responses, counted when the response stream ends, with status code, gRPC status and classification (failure: 5xx, gRPC status other than OK, or a broken stream).",
+		}, append(append([]string{}, routeLabels...), "status_code", "classification", "grpc_status")),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "meshlet_response_latency_ms",
+			Help:    "Time from receiving a request's headers to receiving its response headers, in milliseconds.",
+			Buckets: latencyBuckets,
+		}, routeLabels),
+		protoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlet_http_protocol_errors_total",
+			Help: "Malformed HTTP from clients (rejected with 400/431 or an HTTP/2 GOAWAY/RST_STREAM), by direction, protocol and reason.",
+		}, []string{"direction", "protocol", "reason"}),
+	}
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshlet_http_proxy_errors_total",
+		Help: "Requests the proxy failed itself, by direction and reason (the meshlet-proxy-error response header).",
+	}, []string{"direction", "reason"})
+	for _, d := range []Direction{Inbound, Outbound} {
+		for r := reason(1); r < numReasons; r++ {
+			m.proxyErrors[d][r] = errs.WithLabelValues(d.String(), r.String())
+		}
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.requests, m.responses, m.latency, errs, m.protoErrors} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("httpproxy: register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) proxyError(d Direction, r reason) {
+	if r != reasonNone {
+		m.proxyErrors[d][r].Inc()
+	}
+}
+
+func (m *metrics) protocolError(d Direction, proto, reason string) {
+	m.protoErrors.WithLabelValues(d.String(), proto, reason).Inc()
+}
+
+// routeKey is the value of the route labels.
+type routeKey struct {
+	dir       Direction
+	tls       bool
+	authority string
+	client    string
+	dst       [5]string
+}
+
+// route holds the resolved metric handles of one label set, so the hot path
+// does no label hashing: requests and latency directly, responses through a
+// small map of the (few) status combinations seen.
+type route struct {
+	key      routeKey
+	m        *metrics
+	requests prometheus.Counter
+	latency  prometheus.Observer
+
+	mu        sync.RWMutex
+	responses map[respKey]prometheus.Counter
+}
+
+type respKey struct {
+	status  int
+	failure bool
+	grpc    string
+}
+
+// route returns the handles of k, creating them on first use.
+func (m *metrics) route(k routeKey) *route {
+	if v, ok := m.routes.Load(k); ok {
+		return v.(*route)
+	}
+	lv := k.labelValues()
+	r := &route{
+		key:       k,
+		m:         m,
+		requests:  m.requests.WithLabelValues(lv...),
+		latency:   m.latency.WithLabelValues(lv...),
+		responses: make(map[respKey]prometheus.Counter),
+	}
+	v, _ := m.routes.LoadOrStore(k, r)
+	return v.(*route)
+}
+
+func (k *routeKey) labelValues() []string {
+	return []string{k.dir.String(), k.authority, strconv.FormatBool(k.tls), k.client,
+		k.dst[0], k.dst[1], k.dst[2], k.dst[3], k.dst[4]}
+}
+
+// response counts one finished response.
+func (r *route) response(status int, failure bool, grpc string) {
+	k := respKey{status, failure, grpc}
+	r.mu.RLock()
+	c := r.responses[k]
+	r.mu.RUnlock()
+	if c == nil {
+		class := "success"
+		if failure {
+			class = "failure"
+		}
+		lv := append(r.key.labelValues(), strconv.Itoa(status), class, grpc)
+		c = r.m.responses.WithLabelValues(lv...)
+		r.mu.Lock()
+		r.responses[k] = c
+		r.mu.Unlock()
+	}
+	c.Inc()
+}

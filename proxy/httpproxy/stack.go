@@ -1,0 +1,183 @@
+package httpproxy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// step is one layer's view of the rest of the stack; layers return errors
+// rather than writing them, and respond turns errors into responses.
+type step func(c *call) error
+
+// layer wraps the rest of the stack.
+type layer func(next step) step
+
+func chain(last step, layers ...layer) step {
+	for i := len(layers) - 1; i >= 0; i-- {
+		last = layers[i](last)
+	}
+	return last
+}
+
+// buildStacks declares the request path, outermost layer first. It runs
+// once, in New; nothing is assembled per request.
+func (p *Proxy) buildStacks() {
+	p.outbound = chain(p.forward,
+		p.observe,  // golden metrics: response count with classification (metrics.go)
+		p.respond,  // errors → status codes, gRPC status, proxy-error metric (errors.go)
+		p.deadline, // Config.RequestTimeout, until response headers
+		p.route,    // authority → balancer, or the original destination when unknown
+		p.balance,  // P2C pick of an endpoint; its in-flight count and RTT
+	)
+	p.inbound = chain(p.forward,
+		p.observe,
+		p.respond,
+		p.deadline,
+		p.local, // the application: Config.InboundTarget or 127.0.0.1:<original port>
+	)
+}
+
+func (p *Proxy) observe(next step) step {
+	return func(c *call) error {
+		c.start = time.Now()
+		err := next(c)
+		rt := c.route
+		if rt == nil { // failed before routing
+			rt = c.conn.routeFor(c.authority)
+		}
+		failure := err != nil || c.status >= 500 || (c.grpcStatus != "" && c.grpcStatus != "0")
+		rt.response(c.status, failure, c.grpcStatus)
+		return err
+	}
+}
+
+func (p *Proxy) respond(next step) step {
+	return func(c *call) error {
+		err := next(c)
+		if err != nil {
+			if r := c.writeError(err); r == reasonClientGone && !c.wrote {
+				c.status = reasons[r].status
+			}
+		}
+		return err
+	}
+}
+
+func (p *Proxy) deadline(next step) step {
+	d := p.cfg.RequestTimeout
+	if d <= 0 {
+		return next
+	}
+	return func(c *call) error {
+		ctx, cancel := context.WithCancelCause(c.parent)
+		c.parent = ctx
+		c.timer = time.AfterFunc(d, func() { cancel(errRequestTimeout) })
+		err := next(c)
+		c.timer.Stop()
+		cancel(nil)
+		return err
+	}
+}
+
+func (p *Proxy) route(next step) step {
+	return func(c *call) error {
+		c.authority = c.conn.authorityOf(c.r.Host)
+		if c.r.Method == http.MethodConnect {
+			return errorf(reasonBadRequest, "CONNECT %s: the proxy does not tunnel CONNECT", c.authority)
+		}
+		if p.cfg.Balancers == nil {
+			return p.toOrigDst(c, next)
+		}
+		b := p.cfg.Balancers.Get(c.authority)
+		if !b.Resolved() {
+			ctx, cancel := context.Context(c), context.CancelFunc(nil)
+			if p.cfg.ConnectTimeout > 0 {
+				ctx, cancel = context.WithTimeout(c, p.cfg.ConnectTimeout)
+			}
+			err := b.Wait(ctx)
+			if cancel != nil {
+				cancel()
+			}
+			if err != nil {
+				if c.Err() != nil {
+					return err // the client left, or the request timed out
+				}
+				return errorf(reasonResolveTimeout, "%s: no answer from the control plane in %v", c.authority, p.cfg.ConnectTimeout)
+			}
+		}
+		if !b.Exists() {
+			return p.toOrigDst(c, next)
+		}
+		c.bal = b
+		return next(c)
+	}
+}
+
+// toOrigDst sends a request for an authority the control plane does not
+// know to the address the application connected to, in plaintext.
+func (p *Proxy) toOrigDst(c *call, next step) error {
+	if c.conn.origDst == "" {
+		return errorf(reasonUnknownAuthority, "%s is unknown and the connection has no original destination", c.authority)
+	}
+	c.addr = c.conn.origDst
+	c.up = c.conn.appUpstream()
+	c.route = c.conn.routeFor(c.authority)
+	c.route.requests.Inc()
+	return next(c)
+}
+
+func (p *Proxy) balance(next step) step {
+	return func(c *call) error {
+		if c.bal == nil { // routed to the original destination
+			return next(c)
+		}
+		ep := c.bal.Pick()
+		if ep == nil {
+			return errorf(reasonNoEndpoints, "%s has no ready endpoint", c.authority)
+		}
+		info := p.endpointInfo(ep)
+		c.ep, c.addr = ep, info.addr
+		mtls := ep.Identity != "" && p.cfg.Identity != nil
+		if mtls {
+			if info.peerErr != nil {
+				return &proxyError{reason: reasonTLS, err: fmt.Errorf("endpoint %s: %w", info.addr, info.peerErr)}
+			}
+			c.identity, c.peer = ep.Identity, info.peer
+			c.up = upMeshH2
+			if c.upgrade != nil {
+				c.up = upMeshH1
+			}
+		} else {
+			c.up = c.conn.appUpstream()
+		}
+		c.route = p.endpointRoute(info, c.authority, mtls)
+		c.route.requests.Inc()
+		c.epStart = ep.Start()
+		err := next(c)
+		// A no-op unless the request failed before response headers; a client
+		// that went away says nothing about the endpoint.
+		c.endpointDone(c.r.Context().Err() == nil)
+		return err
+	}
+}
+
+func (p *Proxy) local(next step) step {
+	return func(c *call) error {
+		c.authority = c.r.Host
+		c.addr = c.conn.localAddr
+		c.up = upHTTP1
+		if c.r.ProtoMajor == 2 {
+			// From another proxy, an HTTP/1.1 request travels as HTTP/2 and
+			// says so; the application gets it back in HTTP/1.1.
+			if v := c.r.Header[hdrOrigProto]; len(v) == 0 || v[0] != origProtoHTTP11 {
+				c.up = upH2C
+			}
+		}
+		delete(c.r.Header, hdrOrigProto)
+		c.route = c.conn.routeFor(c.authority)
+		c.route.requests.Inc()
+		return next(c)
+	}
+}
