@@ -1,0 +1,174 @@
+package dev
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// counts are one destination's cumulative response figures as a proxy's
+// metrics report them at one moment.
+type counts struct {
+	responses float64
+	failures  float64
+	buckets   map[float64]float64 // latency upper bound (ms) → cumulative count
+	latencyN  float64
+}
+
+func (c *counts) add(o *counts) {
+	c.responses += o.responses
+	c.failures += o.failures
+	c.latencyN += o.latencyN
+	if c.buckets == nil {
+		c.buckets = map[float64]float64{}
+	}
+	for le, n := range o.buckets {
+		c.buckets[le] += n
+	}
+}
+
+// sub returns c - o: what happened between two scrapes.
+func (c *counts) sub(o *counts) *counts {
+	d := &counts{responses: c.responses, failures: c.failures, latencyN: c.latencyN, buckets: map[float64]float64{}}
+	for le, n := range c.buckets {
+		d.buckets[le] = n
+	}
+	if o != nil {
+		d.responses -= o.responses
+		d.failures -= o.failures
+		d.latencyN -= o.latencyN
+		for le, n := range o.buckets {
+			d.buckets[le] -= n
+		}
+	}
+	return d
+}
+
+// quantile estimates the q-quantile of latency (ms) from the histogram
+// buckets, interpolating linearly inside the bucket, as Prometheus's
+// histogram_quantile does.
+func (c *counts) quantile(q float64) float64 {
+	if c.latencyN <= 0 {
+		return math.NaN()
+	}
+	bounds := make([]float64, 0, len(c.buckets))
+	for le := range c.buckets {
+		bounds = append(bounds, le)
+	}
+	sort.Float64s(bounds)
+	rank := q * c.latencyN
+	prevBound, prevCount := 0.0, 0.0
+	for _, le := range bounds {
+		n := c.buckets[le]
+		if n >= rank {
+			if math.IsInf(le, 1) {
+				return prevBound
+			}
+			if n == prevCount {
+				return le
+			}
+			return prevBound + (le-prevBound)*(rank-prevCount)/(n-prevCount)
+		}
+		prevBound, prevCount = le, n
+	}
+	return prevBound
+}
+
+// destKey names one destination of traffic: a service's instance (pod).
+type destKey struct{ service, pod string }
+
+// traffic is what one scrape of a proxy says, by destination, and which
+// TLS peers it saw.
+type traffic struct {
+	byDest  map[destKey]*counts
+	tls     map[destKey]bool   // destinations reached over mTLS
+	clients map[string]float64 // inbound: client identity → requests
+	plain   float64            // inbound: requests without TLS
+}
+
+// scrape reads a proxy's /metrics and sums its HTTP golden metrics.
+func scrape(ctx context.Context, admin string) (*traffic, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("dev: scraping %s: %w", admin, err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("dev: metrics of %s: %w", admin, err)
+	}
+	return parseTraffic(fams), nil
+}
+
+func labels(m *dto.Metric) map[string]string {
+	out := make(map[string]string, len(m.GetLabel()))
+	for _, l := range m.GetLabel() {
+		out[l.GetName()] = l.GetValue()
+	}
+	return out
+}
+
+func parseTraffic(fams map[string]*dto.MetricFamily) *traffic {
+	t := &traffic{byDest: map[destKey]*counts{}, tls: map[destKey]bool{}, clients: map[string]float64{}}
+	get := func(k destKey) *counts {
+		c := t.byDest[k]
+		if c == nil {
+			c = &counts{buckets: map[float64]float64{}}
+			t.byDest[k] = c
+		}
+		return c
+	}
+	if f := fams["meshlet_response_total"]; f != nil {
+		for _, m := range f.GetMetric() {
+			l := labels(m)
+			n := m.GetCounter().GetValue()
+			if l["direction"] == "inbound" {
+				if l["tls"] == "true" && l["client_id"] != "" {
+					t.clients[l["client_id"]] += n
+				} else {
+					t.plain += n
+				}
+				continue
+			}
+			k := destKey{l["dst_service"], l["dst_pod"]}
+			c := get(k)
+			c.responses += n
+			if l["classification"] == "failure" {
+				c.failures += n
+			}
+			if l["tls"] == "true" {
+				t.tls[k] = true
+			}
+		}
+	}
+	if f := fams["meshlet_response_latency_ms"]; f != nil {
+		for _, m := range f.GetMetric() {
+			l := labels(m)
+			if l["direction"] == "inbound" {
+				continue
+			}
+			c := get(destKey{l["dst_service"], l["dst_pod"]})
+			h := m.GetHistogram()
+			c.latencyN += float64(h.GetSampleCount())
+			for _, b := range h.GetBucket() {
+				c.buckets[b.GetUpperBound()] += float64(b.GetCumulativeCount())
+			}
+			c.buckets[math.Inf(1)] += float64(h.GetSampleCount())
+		}
+	}
+	return t
+}
