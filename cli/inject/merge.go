@@ -1,0 +1,218 @@
+package inject
+
+import "go.yaml.in/yaml/v3"
+
+// merge writes onto target the difference between before and after, and
+// returns the node to use in target's place (target itself when it could
+// be edited in place).
+//
+// before is target as the typed model sees it (a JSON round trip: unknown
+// fields dropped, some empty ones added); after is the same once the
+// PodFunc ran. Only where before and after differ is target touched, so
+// fields the model does not know, comments, key order and quoting
+// elsewhere all survive. This three-way form is what keeps a round-trip
+// artefact such as "resources: {}" or "creationTimestamp: null" out of the
+// user's YAML.
+func merge(target, before, after *yaml.Node) *yaml.Node {
+	if before != nil && equal(before, after) && target != nil {
+		return target
+	}
+	switch {
+	case after.Kind == yaml.MappingNode && target != nil && target.Kind == yaml.MappingNode:
+		mergeMapping(target, before, after)
+		return target
+	case after.Kind == yaml.MappingNode && target == nil && before != nil && before.Kind == yaml.MappingNode:
+		n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		mergeMapping(n, before, after)
+		return n
+	case after.Kind == yaml.SequenceNode && target != nil && target.Kind == yaml.SequenceNode:
+		return mergeSequence(target, before, after)
+	}
+	n := fresh(after)
+	if target != nil {
+		n.HeadComment, n.LineComment, n.FootComment = target.HeadComment, target.LineComment, target.FootComment
+	}
+	return n
+}
+
+func mergeMapping(target, before, after *yaml.Node) {
+	if before != nil && before.Kind != yaml.MappingNode {
+		before = nil
+	}
+	// Existing keys first, in the user's order.
+	kept := target.Content[:0:0]
+	for i := 0; i+1 < len(target.Content); i += 2 {
+		k, v := target.Content[i], target.Content[i+1]
+		a, b := get(after, k.Value), get(before, k.Value)
+		switch {
+		case a == nil && b != nil:
+			continue // the PodFunc removed it
+		case a == nil:
+			// Unknown to the typed model: not ours to touch.
+		case b != nil && equal(a, b):
+			// Unchanged.
+		default:
+			v = merge(v, b, a)
+		}
+		kept = append(kept, k, v)
+	}
+	target.Content = kept
+	// Then keys the PodFunc added, each placed before the next key (in the
+	// model's order) that the user already has, so metadata stays ahead
+	// of spec and a new "annotations" lands next to "labels".
+	for i := 0; i+1 < len(after.Content); i += 2 {
+		key, a := after.Content[i].Value, after.Content[i+1]
+		if get(target, key) != nil {
+			continue
+		}
+		b := get(before, key)
+		if b != nil && equal(a, b) {
+			continue // a round-trip artefact, not a change
+		}
+		v := merge(nil, b, a)
+		if v.Kind == yaml.MappingNode && len(v.Content) == 0 && a.Kind == yaml.MappingNode && len(a.Content) > 0 {
+			continue // everything in it was an artefact
+		}
+		pos := len(target.Content)
+		for j := i + 2; j+1 < len(after.Content); j += 2 {
+			if idx := index(target, after.Content[j].Value); idx >= 0 {
+				pos = idx
+				break
+			}
+		}
+		k := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}
+		target.Content = append(target.Content[:pos], append([]*yaml.Node{k, v}, target.Content[pos:]...)...)
+	}
+}
+
+// mergeSequence matches elements by their "name" field when every element
+// has a distinct one (containers, volumes, env, ports...), so a sidecar
+// added in front does not look like every container changed. Other lists
+// merge element by element when nothing was added or removed, and are
+// replaced otherwise.
+func mergeSequence(target, before, after *yaml.Node) *yaml.Node {
+	if before != nil && before.Kind != yaml.SequenceNode {
+		before = nil
+	}
+	tNames, tOK := names(target)
+	aNames, aOK := names(after)
+	bNames, bOK := names(before)
+	if tOK && aOK && (before == nil || bOK) {
+		out := make([]*yaml.Node, 0, len(after.Content))
+		for _, a := range after.Content {
+			name := scalar(get(a, "name"), "")
+			if t, ok := tNames[name]; ok {
+				out = append(out, merge(t, bNames[name], a))
+			} else {
+				out = append(out, fresh(a))
+			}
+		}
+		for _, t := range target.Content {
+			name := scalar(get(t, "name"), "")
+			if _, ok := aNames[name]; ok {
+				continue
+			}
+			if _, removed := bNames[name]; removed {
+				continue
+			}
+			out = append(out, t)
+		}
+		target.Content = out
+		return target
+	}
+	if before != nil && len(target.Content) == len(before.Content) && len(before.Content) == len(after.Content) {
+		for i := range target.Content {
+			target.Content[i] = merge(target.Content[i], before.Content[i], after.Content[i])
+		}
+		return target
+	}
+	n := fresh(after)
+	n.HeadComment, n.LineComment, n.FootComment = target.HeadComment, target.LineComment, target.FootComment
+	return n
+}
+
+// names maps each element's "name" to the element, if every element is a
+// mapping with a distinct scalar name.
+func names(seq *yaml.Node) (map[string]*yaml.Node, bool) {
+	if seq == nil {
+		return nil, false
+	}
+	m := make(map[string]*yaml.Node, len(seq.Content))
+	for _, e := range seq.Content {
+		if e.Kind != yaml.MappingNode {
+			return nil, false
+		}
+		name := scalar(get(e, "name"), "")
+		if name == "" {
+			return nil, false
+		}
+		if _, dup := m[name]; dup {
+			return nil, false
+		}
+		m[name] = e
+	}
+	return m, true
+}
+
+// fresh copies a node that came from JSON and clears its JSON styles
+// (flow collections, double quotes), so it reads like the rest of a
+// hand-written manifest. The encoder re-adds quotes where a plain scalar
+// would change type ("80", "true").
+func fresh(n *yaml.Node) *yaml.Node {
+	c := *n
+	c.Style = 0
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Value == "" {
+		c.Style = yaml.DoubleQuotedStyle
+	}
+	c.Line, c.Column = 0, 0
+	c.Content = make([]*yaml.Node, len(n.Content))
+	for i, ch := range n.Content {
+		c.Content[i] = fresh(ch)
+	}
+	return &c
+}
+
+// equal compares two nodes by kind, resolved tag, value and children.
+func equal(a, b *yaml.Node) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.Kind != b.Kind || a.ShortTag() != b.ShortTag() || a.Value != b.Value || len(a.Content) != len(b.Content) {
+		return false
+	}
+	for i := range a.Content {
+		if !equal(a.Content[i], b.Content[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// get returns the value of key in mapping m, or nil.
+func get(m *yaml.Node, key string) *yaml.Node {
+	if i := index(m, key); i >= 0 {
+		return m.Content[i+1]
+	}
+	return nil
+}
+
+// index returns the position of key's key node in mapping m, or -1.
+func index(m *yaml.Node, key string) int {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return -1
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// scalar returns n's value if it is a non-null scalar, else def.
+func scalar(n *yaml.Node, def string) string {
+	if n == nil || n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
+		return def
+	}
+	return n.Value
+}
