@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/netip"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/meshlet/meshlet/proxy/balance"
+	"github.com/meshlet/meshlet/proxy/detect"
+	"github.com/meshlet/meshlet/proxy/meshtls"
+)
+
+// outbound serves a connection from the application: detection, then the
+// HTTP layer or opaque forwarding to the original destination's endpoints.
+func (p *Proxy) outbound(c *net.TCPConn) {
+	active := p.m.active.WithLabelValues("outbound")
+	active.Inc()
+	defer active.Dec()
+
+	dst, redirected := p.origDst(c)
+	if redirected && dst == p.outAddr {
+		c.Close()
+		p.warnRefused(Outbound, reasonLoop, "refusing a connection to the outbound listener itself", "dst", dst.String())
+		return
+	}
+	var dc *detect.Conn
+	if redirected && p.cfg.OpaquePorts.Contains(dst.Port()) {
+		p.m.detect.WithLabelValues("outbound", "skipped").Inc()
+		dc = detect.Wrap(c)
+	} else {
+		var proto detect.Protocol
+		if dc, proto = p.detect(c, Outbound); dc == nil {
+			return
+		}
+		if p.http != nil && (proto == detect.HTTP1 || proto == detect.HTTP2) {
+			info := ConnInfo{Direction: Outbound, Protocol: HTTP1}
+			if proto == detect.HTTP2 {
+				info.Protocol = HTTP2
+			}
+			if redirected {
+				info.OrigDst = dst
+			}
+			p.http.ServeConn(p.drainCtx, dc, info)
+			return
+		}
+	}
+	p.outboundTCP(dc, dst, redirected)
+}
+
+// outboundTCP forwards an opaque connection to the authority of its
+// original destination: through the balancer when the control plane knows
+// it (with mTLS to meshed endpoints), directly otherwise.
+func (p *Proxy) outboundTCP(client *detect.Conn, dst netip.AddrPort, redirected bool) {
+	authority := dst.String()
+	if !redirected {
+		if p.cfg.OutboundFallback == "" {
+			client.Close()
+			p.warnRefused(Outbound, reasonNoOrigDst,
+				"refusing an opaque outbound connection that was not redirected: it has no original destination (set MESHLET_PROXY_OUTBOUND_FALLBACK to send such connections somewhere)",
+				"client", client.RemoteAddr().String())
+			return
+		}
+		authority = p.cfg.OutboundFallback
+	}
+
+	ctx, cancel := context.WithTimeout(p.hardCtx, p.cfg.ConnectTimeout)
+	b := p.cache.Get(authority)
+	var ep *balance.Endpoint
+	if err := b.Wait(ctx); err != nil {
+		// The control plane did not answer in time: forward as addressed
+		// rather than fail, as for an authority it does not know.
+		p.m.refuse(Outbound, reasonResolveTimeout)
+		p.log.Debug("no resolution in time, forwarding to the original destination", "authority", authority, "err", err)
+	} else if b.Exists() {
+		if ep = b.Pick(); ep == nil {
+			cancel()
+			client.Close()
+			p.warnRefused(Outbound, reasonNoEndpoints, "refusing a connection to an authority without ready endpoints", "authority", authority)
+			return
+		}
+	}
+	cancel()
+
+	addr := authority
+	var labels map[string]string
+	var identity string
+	if ep != nil {
+		addr, labels, identity = ep.Addr.String(), ep.Labels, ep.Identity
+	}
+	if addr == p.outAddr.String() || addr == p.inAddr.String() {
+		client.Close()
+		p.warnRefused(Outbound, reasonLoop, "refusing to forward a connection to the proxy's own listener", "addr", addr)
+		return
+	}
+
+	ctx, cancel = context.WithTimeout(p.hardCtx, p.cfg.ConnectTimeout)
+	defer cancel()
+	var start int64
+	if ep != nil {
+		start = ep.Start()
+	}
+	upstream, useTLS, reason, err := p.connectOutbound(ctx, addr, identity)
+	if ep != nil {
+		ep.Done(start, err != nil)
+	}
+	if err != nil {
+		client.Close()
+		p.warnRefused(Outbound, reason, "connecting to the destination failed", "authority", authority, "addr", addr, "err", err)
+		return
+	}
+	cancel()
+	p.forward(client, upstream, newTCPLabels(Outbound, authority, useTLS, "", labels))
+}
+
+// connectOutbound dials addr and, when the endpoint is meshed (identity
+// set) and this proxy has an identity, runs the mTLS handshake requiring
+// exactly that identity, with ALPN "meshlet.io/opaque" so the peer
+// forwards the stream as it is. Without an identity of its own the proxy
+// connects in plaintext, and a permissive peer detects the protocol.
+func (p *Proxy) connectOutbound(ctx context.Context, addr, identity string) (net.Conn, bool, string, error) {
+	var peer spiffeid.ID
+	meshed := identity != "" && p.cfg.Source != nil
+	if meshed {
+		var err error
+		if peer, err = spiffeid.FromString(identity); err != nil {
+			return nil, false, reasonBadIdentity, err
+		}
+	}
+	raw, err := p.dialTCP(ctx, addr)
+	if err != nil {
+		return nil, false, reasonConnect, err
+	}
+	if !meshed {
+		return raw, false, "", nil
+	}
+	tc := tls.Client(raw, meshtls.ClientConfig(p.cfg.Source, peer, meshtls.ALPNOpaque))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, false, reasonUpstreamTLS, err
+	}
+	return tc, true, "", nil
+}

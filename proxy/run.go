@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/meshlet/meshlet/internal/version"
+	"github.com/meshlet/meshlet/proxy/admin"
+	"github.com/meshlet/meshlet/proxy/balance"
+	"github.com/meshlet/meshlet/proxy/drain"
+	"github.com/meshlet/meshlet/proxy/endpoint"
+	"github.com/meshlet/meshlet/proxy/meshtls"
+)
+
+// Run starts the proxy and serves until ctx ends, then shuts down
+// gracefully (see Proxy.Serve). It returns nil after a clean shutdown.
+func Run(ctx context.Context, cfg Config) error {
+	p, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return p.Serve(ctx)
+}
+
+// Proxy is a running meshlet-proxy: its listeners are bound by New and
+// served by Serve.
+type Proxy struct {
+	cfg       Config
+	log       *slog.Logger
+	reg       *prometheus.Registry
+	m         *metrics
+	cache     *balance.Cache
+	http      HTTPServer
+	serverTLS *tls.Config // nil without identity
+	dialer    net.Dialer
+
+	outLn, inLn, adminLn *net.TCPListener
+	outAddr, inAddr      netip.AddrPort // bound addresses, for loop checks
+
+	tracker drain.Tracker
+	// drainCtx ends when shutdown starts: HTTP connections finish their
+	// in-flight requests and close. hardCtx ends when the grace period is
+	// over: every connection still open is closed.
+	drainCtx, hardCtx       context.Context
+	drainCancel, hardCancel context.CancelFunc
+
+	serving  atomic.Bool // listeners accepting
+	draining atomic.Bool
+
+	warned sync.Map // refusal reason → *atomic.Int64 (unix seconds of last warning)
+}
+
+// New validates cfg, binds the listeners and builds the proxy. The caller
+// must call Serve, which releases everything when it returns.
+func New(cfg Config) (_ *Proxy, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, log: cfg.Logger, reg: cfg.Registry}
+	if p.log == nil {
+		lvl, _ := parseLevel(cfg.LogLevel)
+		p.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	}
+	if p.reg == nil {
+		p.reg = prometheus.NewRegistry()
+		p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if p.m, err = newMetrics(p.reg); err != nil {
+		return nil, fmt.Errorf("proxy: metrics: %w", err)
+	}
+	resolver := cfg.Resolver
+	if resolver == nil {
+		resolver = &endpoint.Static{} // knows nothing: all traffic goes where it was addressed
+	}
+	p.cache = balance.NewCache(resolver, balance.Config{}, 0)
+	defer func() {
+		if err != nil {
+			p.cache.Close()
+		}
+	}()
+	if err := p.reg.Register(newBalancerCollector(p.cache)); err != nil {
+		return nil, fmt.Errorf("proxy: metrics: %w", err)
+	}
+	if cfg.Source != nil {
+		p.serverTLS = meshtls.ServerConfig(cfg.Source, meshtls.ALPNHTTP2, meshtls.ALPNHTTP1, meshtls.ALPNOpaque)
+	}
+	p.dialer = net.Dialer{KeepAlive: 15 * time.Second}
+	p.drainCtx, p.drainCancel = context.WithCancel(context.Background())
+	p.hardCtx, p.hardCancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			p.drainCancel()
+			p.hardCancel()
+		}
+	}()
+	if cfg.NewHTTP != nil {
+		p.http, err = cfg.NewHTTP(HTTPDeps{Config: &p.cfg, Registry: p.reg, Balancers: p.cache, Source: cfg.Source, Logger: p.log})
+		if err != nil {
+			return nil, fmt.Errorf("proxy: http layer: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				p.http.Close()
+			}
+		}()
+	}
+	if err := p.listen(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Proxy) listen() error {
+	var lns []*net.TCPListener
+	for _, l := range []struct {
+		name string
+		addr string
+		ln   **net.TCPListener
+	}{{"outbound", p.cfg.OutboundAddr, &p.outLn}, {"inbound", p.cfg.InboundAddr, &p.inLn}, {"admin", p.cfg.AdminAddr, &p.adminLn}} {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			for _, o := range lns {
+				o.Close()
+			}
+			return fmt.Errorf("proxy: %s listener: %w", l.name, err)
+		}
+		*l.ln = ln.(*net.TCPListener)
+		lns = append(lns, *l.ln)
+	}
+	p.outAddr = unmapped(p.outLn.Addr().(*net.TCPAddr).AddrPort())
+	p.inAddr = unmapped(p.inLn.Addr().(*net.TCPAddr).AddrPort())
+	return nil
+}
+
+func unmapped(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+// OutboundAddr, InboundAddr and AdminAddr return the bound listener
+// addresses (useful when configured with port 0).
+func (p *Proxy) OutboundAddr() netip.AddrPort { return p.outAddr }
+
+// InboundAddr returns the inbound listener's address.
+func (p *Proxy) InboundAddr() netip.AddrPort { return p.inAddr }
+
+// AdminAddr returns the admin listener's address.
+func (p *Proxy) AdminAddr() netip.AddrPort {
+	return unmapped(p.adminLn.Addr().(*net.TCPAddr).AddrPort())
+}
+
+// Registry returns the registry holding every metric of the proxy.
+func (p *Proxy) Registry() *prometheus.Registry { return p.reg }
+
+// Serve accepts connections until ctx ends, then shuts down: /ready turns
+// 503, the listeners close (new connections are refused), HTTP
+// connections finish their in-flight requests, and opaque connections may
+// go on for up to ShutdownGrace; whatever is still open then is closed.
+// It returns nil after a clean shutdown.
+func (p *Proxy) Serve(ctx context.Context) error {
+	adminSrv := &http.Server{
+		Handler:           admin.Handler(p.reg, p.ready),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	var loops sync.WaitGroup
+	loops.Add(3)
+	go func() {
+		defer loops.Done()
+		if err := adminSrv.Serve(p.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("admin server stopped", "err", err)
+		}
+	}()
+	go func() { defer loops.Done(); p.accept(p.outLn, Outbound, p.outbound) }()
+	go func() { defer loops.Done(); p.accept(p.inLn, Inbound, p.inbound) }()
+	p.serving.Store(true)
+	p.log.Info("meshlet-proxy started", "version", version.Version,
+		"outbound", p.outAddr.String(), "inbound", p.inAddr.String(), "admin", p.AdminAddr().String(),
+		"identity", p.cfg.Source != nil, "http", p.http != nil)
+
+	<-ctx.Done()
+	p.draining.Store(true)
+	p.log.Info("shutting down: draining connections", "grace", p.cfg.ShutdownGrace, "open", p.tracker.Active())
+	p.outLn.Close()
+	p.inLn.Close()
+	p.tracker.Close()
+	p.drainCancel()
+
+	graceCtx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace)
+	err := p.tracker.Wait(graceCtx)
+	cancel()
+	if err != nil {
+		p.log.Warn("grace period over: closing the remaining connections", "open", p.tracker.Active())
+	}
+	p.hardCancel()
+	if p.http != nil {
+		p.http.Close()
+	}
+	p.tracker.Wait(context.Background()) //nolint:errcheck // no deadline: every connection ends with hardCtx
+	shutCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	adminSrv.Shutdown(shutCtx) //nolint:errcheck // best effort; the process is exiting
+	cancel()
+	adminSrv.Close()
+	loops.Wait()
+	p.cache.Close()
+	p.log.Info("meshlet-proxy stopped")
+	return nil
+}
+
+// ready is /ready's check.
+func (p *Proxy) ready() error {
+	switch {
+	case p.draining.Load():
+		return errors.New("shutting down")
+	case !p.serving.Load():
+		return errors.New("listeners not serving yet")
+	}
+	if p.cfg.Source != nil {
+		svid, err := p.cfg.Source.GetX509SVID()
+		if err != nil {
+			return fmt.Errorf("no identity yet: %w", err)
+		}
+		if svid == nil || len(svid.Certificates) == 0 {
+			return errors.New("no identity yet")
+		}
+	}
+	return nil
+}
+
+// accept runs a listener's accept loop until the listener is closed.
+func (p *Proxy) accept(ln *net.TCPListener, d Direction, handle func(*net.TCPConn)) {
+	var backoff time.Duration
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors or similar: wait rather than spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			p.log.Warn("accept failed", "direction", d.String(), "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if !p.tracker.Go(func() { handle(c) }) {
+			c.Close()
+			return
+		}
+	}
+}
+
+// warnOnce logs a refusal at warn level at most once a minute per reason
+// (every one is counted in meshlet_proxy_refused_total), and at debug
+// level otherwise, so a misconfiguration is visible without flooding.
+func (p *Proxy) warnRefused(d Direction, reason, msg string, args ...any) {
+	p.m.refuse(d, reason)
+	v, _ := p.warned.LoadOrStore(reason, new(atomic.Int64))
+	last := v.(*atomic.Int64)
+	now := time.Now().Unix()
+	if prev := last.Load(); now-prev >= 60 && last.CompareAndSwap(prev, now) {
+		p.log.Warn(msg, append(args, "direction", d.String(), "reason", reason)...)
+		return
+	}
+	if p.log.Enabled(context.Background(), slog.LevelDebug) {
+		p.log.Debug(msg, append(args, "direction", d.String(), "reason", reason)...)
+	}
+}
