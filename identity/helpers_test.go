@@ -25,7 +25,12 @@ type testCA struct {
 
 func newTestCA(t testing.TB) *testCA {
 	t.Helper()
-	root, err := NewRootCA(testTD.Name(), 24*time.Hour)
+	return newTestCAFor(t, testTD.Name())
+}
+
+func newTestCAFor(t testing.TB, trustDomain string) *testCA {
+	t.Helper()
+	root, err := NewRootCA(trustDomain, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
