@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"net/netip"
+	"strconv"
 
 	"github.com/meshlet/meshlet/proxy/detect"
 	"github.com/meshlet/meshlet/proxy/meshtls"
@@ -33,7 +34,17 @@ func (p *Proxy) inbound(c *net.TCPConn) {
 		p.warnRefused(Inbound, reasonLoop, "refusing to forward an inbound connection to the proxy's own listener", "target", target)
 		return
 	}
-	opaquePort := redirected && p.cfg.OpaquePorts.Contains(dst.Port())
+	// The application's port decides: the original one, or the fixed
+	// target's when nothing was redirected (meshctl dev).
+	appPort := dst.Port()
+	if !redirected {
+		if _, port, err := net.SplitHostPort(target); err == nil {
+			if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+				appPort = uint16(n)
+			}
+		}
+	}
+	opaquePort := appPort != 0 && p.cfg.OpaquePorts.Contains(appPort)
 
 	// An opaque port on a proxy without identity has nothing to detect:
 	// no mTLS can be terminated and HTTP is not looked at.

@@ -1,0 +1,295 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshlet/meshlet/proxy/endpoint"
+)
+
+func TestOutboundFallbackDirect(t *testing.T) {
+	checkNoLeaks(t)
+	echo := echoServer(t)
+	p := startProxy(t, func(c *Config) { c.OutboundFallback = echo })
+	msg := strings.Repeat("opaque bytes ", 10000)
+	got, err := roundTrip(t, p.OutboundAddr().String(), msg)
+	if err != nil || got != msg {
+		t.Fatalf("echo through the outbound listener: %d bytes, %v; want %d", len(got), err, len(msg))
+	}
+	l := newTCPLabels(Outbound, echo, false, "", nil)
+	eventually(t, "close recorded", func() bool { return metric(p.m.tcpClose.WithLabelValues(append(l[:], "")...)) == 1 })
+	if n := metric(p.m.tcpOpen.WithLabelValues(l[:]...)); n != 1 {
+		t.Errorf("tcp_open_total = %v, want 1", n)
+	}
+	if r, w := metric(p.m.tcpRead.WithLabelValues(l[:]...)), metric(p.m.tcpWrite.WithLabelValues(l[:]...)); r != float64(len(msg)) || w != float64(len(msg)) {
+		t.Errorf("bytes read %v, written %v; want %d each", r, w, len(msg))
+	}
+	if n := metric(p.m.tcpOpenActive.WithLabelValues(l[:]...)); n != 0 {
+		t.Errorf("open connections gauge = %v after close", n)
+	}
+	if n := metric(p.m.detect.WithLabelValues("outbound", "opaque")); n != 1 {
+		t.Errorf("detect opaque = %v, want 1", n)
+	}
+	if err := p.stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
+func TestOutboundNotRedirectedWithoutFallbackIsRefused(t *testing.T) {
+	checkNoLeaks(t)
+	p := startProxy(t, nil)
+	if !refusedByProxy(t, p.OutboundAddr().String()) {
+		t.Fatal("the proxy answered a connection it has nowhere to send")
+	}
+	eventually(t, "refusal counted", func() bool {
+		return metric(p.m.refused.WithLabelValues("outbound", reasonNoOrigDst)) == 1
+	})
+}
+
+func TestOutboundBalancesOverEndpoints(t *testing.T) {
+	checkNoLeaks(t)
+	// Two backends that answer with their name, behind one authority.
+	names := map[string]string{}
+	var addrs []endpoint.Endpoint
+	for _, name := range []string{"a", "b"} {
+		addr := serveTCP(t, func(c *net.TCPConn) {
+			io.Copy(io.Discard, c)
+			c.Write([]byte(name))
+		})
+		names[addr] = name
+		addrs = append(addrs, endpoint.Endpoint{Addr: netip.MustParseAddrPort(addr),
+			Labels: map[string]string{"namespace": "shop", "service": "web", "pod": "web-" + name}})
+	}
+	var res endpoint.Static
+	res.Set("web.shop.svc.cluster.local:80", endpoint.Set{Exists: true, Endpoints: addrs})
+	p := startProxy(t, func(c *Config) {
+		c.OutboundFallback = "web.shop.svc.cluster.local:80"
+		c.Resolver = &res
+	})
+	seen := map[string]int{}
+	for range 20 {
+		got, err := roundTrip(t, p.OutboundAddr().String(), "hi")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[got]++
+	}
+	if seen["a"] == 0 || seen["b"] == 0 || seen["a"]+seen["b"] != 20 {
+		t.Fatalf("connections per endpoint %v, want both used", seen)
+	}
+	l := newTCPLabels(Outbound, "web.shop.svc.cluster.local:80", false, "", addrs[0].Labels)
+	eventually(t, "dst labels", func() bool { return metric(p.m.tcpClose.WithLabelValues(append(l[:], "")...)) == float64(seen["a"]) })
+	_, body := scrape(t, p.Proxy, "/metrics")
+	for _, want := range []string{
+		`meshlet_balancer_endpoints{authority="web.shop.svc.cluster.local:80"} 2`,
+		`meshlet_balancer_endpoint_cost_seconds{authority="web.shop.svc.cluster.local:80",endpoint="` + addrs[0].Addr.String() + `"}`,
+		`meshlet_balancer_endpoint_in_flight{authority="web.shop.svc.cluster.local:80",endpoint="` + addrs[1].Addr.String() + `"} 0`,
+		`dst_pod="web-a"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func TestOutboundNoEndpointsIsRefused(t *testing.T) {
+	checkNoLeaks(t)
+	var res endpoint.Static
+	res.Set("web:80", endpoint.Set{Exists: true})
+	p := startProxy(t, func(c *Config) { c.OutboundFallback = "web:80"; c.Resolver = &res })
+	if !refusedByProxy(t, p.OutboundAddr().String()) {
+		t.Fatal("answered without endpoints")
+	}
+	eventually(t, "refusal counted", func() bool { return metric(p.m.refused.WithLabelValues("outbound", reasonNoEndpoints)) == 1 })
+}
+
+func TestOutboundConnectFailure(t *testing.T) {
+	checkNoLeaks(t)
+	// A port nobody listens on: grab one and release it.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	p := startProxy(t, func(c *Config) { c.OutboundFallback = dead })
+	if !refusedByProxy(t, p.OutboundAddr().String()) {
+		t.Fatal("answered for a dead destination")
+	}
+	eventually(t, "connect failure counted", func() bool { return metric(p.m.refused.WithLabelValues("outbound", reasonConnect)) == 1 })
+}
+
+func TestOutboundRefusesLoop(t *testing.T) {
+	checkNoLeaks(t)
+	// The fallback points at the proxy's own outbound listener.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	self := ln.Addr().String()
+	ln.Close()
+	p := startProxy(t, func(c *Config) { c.OutboundAddr = self; c.OutboundFallback = self })
+	if !refusedByProxy(t, p.OutboundAddr().String()) {
+		t.Fatal("forwarded a connection to itself")
+	}
+	eventually(t, "loop counted", func() bool { return metric(p.m.refused.WithLabelValues("outbound", reasonLoop)) == 1 })
+}
+
+func TestInboundTarget(t *testing.T) {
+	checkNoLeaks(t)
+	echo := echoServer(t)
+	p := startProxy(t, func(c *Config) { c.InboundTarget = echo })
+	for _, msg := range []string{"\x00binary", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", h2Preface()} {
+		got, err := roundTrip(t, p.InboundAddr().String(), msg)
+		if err != nil || got != msg {
+			t.Fatalf("inbound echo of %q: %q, %v", msg, got, err)
+		}
+	}
+	for _, proto := range []string{"opaque", "http1", "http2"} {
+		if n := metric(p.m.detect.WithLabelValues("inbound", proto)); n != 1 {
+			t.Errorf("detect %s = %v, want 1", proto, n)
+		}
+	}
+}
+
+func h2Preface() string { return "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" }
+
+// TestInboundHTTPWithoutHTTPLayer: with no HTTP layer plugged in, HTTP is
+// forwarded as bytes and still works end to end with a real server.
+func TestInboundHTTPWithoutHTTPLayer(t *testing.T) {
+	checkNoLeaks(t)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("hello " + r.URL.Path))
+	}))
+	defer app.Close()
+	p := startProxy(t, func(c *Config) { c.InboundTarget = app.Listener.Addr().String() })
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + p.InboundAddr().String() + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "hello /x" {
+		t.Fatalf("body %q", b)
+	}
+}
+
+func TestInboundNotRedirectedWithoutTargetIsRefused(t *testing.T) {
+	checkNoLeaks(t)
+	p := startProxy(t, nil)
+	if !refusedByProxy(t, p.InboundAddr().String()) {
+		t.Fatal("answered without a target")
+	}
+	eventually(t, "refusal counted", func() bool { return metric(p.m.refused.WithLabelValues("inbound", reasonNoOrigDst)) == 1 })
+}
+
+func TestInboundStrictRefusesPlaintext(t *testing.T) {
+	checkNoLeaks(t)
+	echo := echoServer(t)
+	p := startProxy(t, func(c *Config) { c.InboundTarget = echo; c.InboundStrict = true })
+	if !refusedByProxy(t, p.InboundAddr().String()) {
+		t.Fatal("strict inbound answered plaintext")
+	}
+	eventually(t, "refusal counted", func() bool { return metric(p.m.refused.WithLabelValues("inbound", reasonPlaintext)) == 1 })
+}
+
+// greeter is a server-speaks-first application (SMTP/MySQL-like): it sends
+// its greeting on accept, then echoes.
+func greeter(t *testing.T) string {
+	return serveTCP(t, func(c *net.TCPConn) {
+		c.Write([]byte("220 ready\r\n"))
+		io.Copy(c, c)
+		c.CloseWrite()
+	})
+}
+
+// readGreeting connects to addr and measures how long the greeting takes.
+func readGreeting(t *testing.T, addr string) time.Duration {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, len("220 ready\r\n"))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "220 ready\r\n" {
+		t.Fatalf("greeting %q, %v", buf, err)
+	}
+	took := time.Since(start)
+	// The connection still works both ways afterwards.
+	c.Write([]byte("QUIT\r\n"))
+	c.(*net.TCPConn).CloseWrite()
+	rest, _ := io.ReadAll(c)
+	if string(rest) != "QUIT\r\n" {
+		t.Fatalf("after the greeting: %q", rest)
+	}
+	return took
+}
+
+func TestServerSpeaksFirst(t *testing.T) {
+	checkNoLeaks(t)
+	const detectTimeout = 2 * time.Second
+	t.Run("opaque port does not stall", func(t *testing.T) {
+		app := greeter(t)
+		p := startProxy(t, func(c *Config) {
+			c.InboundTarget = app
+			c.OpaquePorts = ports(t, app)
+			c.DetectTimeout = detectTimeout
+		})
+		if took := readGreeting(t, p.InboundAddr().String()); took >= detectTimeout/2 {
+			t.Errorf("greeting took %v on an opaque port, want no detection wait", took)
+		}
+		if n := metric(p.m.detect.WithLabelValues("inbound", "skipped")); n != 1 {
+			t.Errorf("detect skipped = %v, want 1", n)
+		}
+	})
+	t.Run("unlisted port waits for the detection timeout", func(t *testing.T) {
+		app := greeter(t)
+		p := startProxy(t, func(c *Config) { c.InboundTarget = app; c.DetectTimeout = 300 * time.Millisecond })
+		if took := readGreeting(t, p.InboundAddr().String()); took < 300*time.Millisecond {
+			t.Errorf("greeting after %v, before the detection timeout ended: nothing can have been detected", took)
+		}
+		if n := metric(p.m.detectTimeouts.WithLabelValues("inbound", "none")); n != 1 {
+			t.Errorf("detection timeouts (no bytes) = %v, want 1", n)
+		}
+	})
+}
+
+func TestDetectionTimeoutWithPartialBytes(t *testing.T) {
+	checkNoLeaks(t)
+	echo := echoServer(t)
+	p := startProxy(t, func(c *Config) { c.InboundTarget = echo; c.DetectTimeout = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", p.InboundAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("GET /slow")) // an unfinished request line, then silence
+	got := make([]byte, len("GET /slow"))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, []byte("GET /slow")) {
+		t.Fatalf("echo after the detection timeout: %q, %v", got, err)
+	}
+	if n := metric(p.m.detectTimeouts.WithLabelValues("inbound", "partial")); n != 1 {
+		t.Errorf("partial detection timeouts = %v, want 1", n)
+	}
+}
+
+func TestAdminEndpoints(t *testing.T) {
+	checkNoLeaks(t)
+	p := startProxy(t, nil)
+	eventually(t, "ready", func() bool { code, _ := scrape(t, p.Proxy, "/ready"); return code == 200 })
+	if code, _ := scrape(t, p.Proxy, "/live"); code != 200 {
+		t.Errorf("/live = %d", code)
+	}
+	code, body := scrape(t, p.Proxy, "/metrics")
+	for _, want := range []string{"meshlet_detect_total", "meshlet_proxy_connections_active", "go_goroutines", "process_resident_memory_bytes"} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics (%d) lacks %s", code, want)
+		}
+	}
+}
