@@ -42,7 +42,7 @@ func (p *Proxy) newConn(info ConnInfo) *conn {
 		cn.portSuffix = ":" + strconv.Itoa(int(info.OrigDst.Port()))
 	}
 	cn.localAddr = p.cfg.InboundTarget
-	if cn.localAddr == "" {
+	if cn.localAddr == "" && info.OrigDst.IsValid() {
 		cn.localAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(info.OrigDst.Port())))
 	}
 	cn.kill, cn.killCancel = context.WithCancel(p.closed)

@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -52,17 +53,28 @@ func (p *Proxy) forward(c *call) error {
 	for k, vv := range res.Header {
 		dst[k] = vv // the transport's maps are not reused: sharing the slices is safe
 	}
-	announced := len(res.Trailer)
-	if announced > 0 {
-		keys := make([]string, 0, announced)
+	// Trailers the upstream declared are declared downstream too (an
+	// HTTP/1 client needs the declaration); others, like gRPC's, are sent
+	// with http.TrailerPrefix at the end.
+	var declared []string
+	if len(res.Trailer) > 0 {
+		declared = make([]string, 0, len(res.Trailer))
 		for k := range res.Trailer {
-			keys = append(keys, k)
+			declared = append(declared, k)
 		}
-		dst[hdrTrailer] = []string{strings.Join(keys, ", ")}
+		dst[hdrTrailer] = []string{strings.Join(declared, ", ")}
 	}
 	c.status = res.StatusCode
 	c.w.WriteHeader(res.StatusCode)
 	c.wrote = true
+	if res.ContentLength < 0 {
+		// A stream (gRPC, server-sent events, a long poll) may not send its
+		// first bytes for a while: its head goes out now. A body of known
+		// length follows at once, and shares the head's write.
+		if fl, ok := c.w.(http.Flusher); ok {
+			fl.Flush()
+		}
+	}
 
 	err = c.copyBody(res)
 	res.Body.Close() // also fills res.Trailer
@@ -70,7 +82,7 @@ func (p *Proxy) forward(c *call) error {
 		return err
 	}
 	for k, vv := range res.Trailer {
-		if announced == 0 {
+		if !slices.Contains(declared, k) {
 			k = trailerKey(k)
 		}
 		dst[k] = vv

@@ -166,6 +166,9 @@ func (p *Proxy) balance(next step) step {
 func (p *Proxy) local(next step) step {
 	return func(c *call) error {
 		c.authority = c.r.Host
+		if c.conn.localAddr == "" {
+			return errorf(reasonUnknownAuthority, "no inbound target and no original destination")
+		}
 		c.addr = c.conn.localAddr
 		c.up = upHTTP1
 		if c.r.ProtoMajor == 2 {
