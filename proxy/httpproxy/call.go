@@ -48,6 +48,7 @@ type call struct {
 	status     int         // status sent downstream
 	grpcStatus string      // grpc-status sent downstream, "" if none
 	wrote      bool        // the response head was sent: errors can only abort now
+	answered   bool        // that head was the proxy's own error response
 
 	url  url.URL
 	body noCloseBody

@@ -57,7 +57,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cn.info.Direction == Outbound {
 		delete(r.Header, hdrOrigProto) // only proxies may say this
 	}
-	if err := cn.stack(c); err != nil && c.wrote {
+	if err := cn.stack(c); err != nil && c.wrote && !c.answered {
 		// The response is under way: the only honest signal left is to
 		// abort it (HTTP/2 RST_STREAM, HTTP/1 connection close), never a
 		// clean end. net/http recovers this panic without logging.

@@ -155,7 +155,7 @@ func (c *call) writeError(err error) reason {
 		c.status = info.status
 	}
 	c.w.WriteHeader(c.status)
-	c.wrote = true
+	c.wrote, c.answered = true, true
 	if c.grpcStatus == "" {
 		_, _ = c.w.Write([]byte(info.name + "\n"))
 	}

@@ -301,6 +301,7 @@ type env struct {
 
 type envOpts struct {
 	cfg       Config // base for both proxies
+	target    string // the application's address, instead of the test app's
 	wrongPeer bool   // the control plane names an identity the inbound proxy does not have
 }
 
@@ -309,7 +310,11 @@ func newEnv(t *testing.T, tp topology, o envOpts) *env {
 	e := &env{app: newApp(t), static: &endpoint.Static{}, proto: tp.proto, mesh: tp.mesh}
 	e.cache = balance.NewCache(e.static, balance.Config{}, 0)
 	t.Cleanup(e.cache.Close)
-	ep := endpoint.Endpoint{Addr: netip.MustParseAddrPort(e.app.addr), Protocol: endpoint.ProtocolHTTP1,
+	target := e.app.addr
+	if o.target != "" {
+		target = o.target
+	}
+	ep := endpoint.Endpoint{Addr: netip.MustParseAddrPort(target), Protocol: endpoint.ProtocolHTTP1,
 		Labels: map[string]string{"namespace": "default", "service": "web", "pod": "web-0"}}
 	outCfg := o.cfg
 	outCfg.Balancers = e.cache
@@ -317,7 +322,7 @@ func newEnv(t *testing.T, tp topology, o envOpts) *env {
 		ca := meshtlstest.NewCA(t, trustDomain)
 		inCfg := o.cfg
 		inCfg.Identity = ca.Source(t, webID)
-		inCfg.InboundTarget = e.app.addr
+		inCfg.InboundTarget = target
 		e.in = startProxy(t, inCfg, listenOpts{
 			info: ConnInfo{Direction: Inbound},
 			tls:  meshtls.ServerConfig(inCfg.Identity, meshtls.ALPNHTTP2, meshtls.ALPNHTTP1),
@@ -386,4 +391,14 @@ func waitFor(ch <-chan struct{}, d time.Duration) error {
 	case <-time.After(d):
 		return errTimeout
 	}
+}
+
+func newCache(t testing.TB, r endpoint.Resolver) *balance.Cache {
+	c := balance.NewCache(r, balance.Config{}, 0)
+	t.Cleanup(c.Close)
+	return c
+}
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
 }
