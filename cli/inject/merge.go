@@ -165,11 +165,29 @@ func fresh(n *yaml.Node) *yaml.Node {
 		c.Style = yaml.DoubleQuotedStyle
 	}
 	c.Line, c.Column = 0, 0
-	c.Content = make([]*yaml.Node, len(n.Content))
-	for i, ch := range n.Content {
-		c.Content[i] = fresh(ch)
+	c.Content = make([]*yaml.Node, 0, len(n.Content))
+	for i := 0; i < len(n.Content); i++ {
+		ch := n.Content[i]
+		if n.Kind == yaml.MappingNode && i%2 == 0 && i+1 < len(n.Content) && artefact(ch.Value, n.Content[i+1]) {
+			i++
+			continue
+		}
+		c.Content = append(c.Content, fresh(ch))
 	}
 	return &c
+}
+
+// artefact reports whether key: v is noise of the JSON round trip in a
+// newly added object: a null (creationTimestamp: null) or an empty
+// resources mapping. Other empty mappings mean something (emptyDir: {}).
+func artefact(key string, v *yaml.Node) bool {
+	switch {
+	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null":
+		return true
+	case key == "resources" && v.Kind == yaml.MappingNode && len(v.Content) == 0:
+		return true
+	}
+	return false
 }
 
 // equal compares two nodes by kind, resolved tag, value and children.

@@ -101,5 +101,10 @@ func (c chunk) parse() (*yaml.Node, error) {
 	if len(doc.Content) == 0 {
 		return nil, nil
 	}
+	// "---" followed by nothing (or only comments) is a null document:
+	// kubectl skips it, and so do we.
+	if r := doc.Content[0]; r.Kind == yaml.ScalarNode && r.ShortTag() == "!!null" {
+		return nil, nil
+	}
 	return &doc, nil
 }
