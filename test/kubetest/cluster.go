@@ -48,10 +48,15 @@ type Cluster struct {
 	kubeconfig string
 	config     *rest.Config
 	client     kubernetes.Interface
-	etcd       *process
-	apiserver  *process
 	ports      []int // every port the two processes listen on
 	logf       func(string, ...any)
+
+	// mu guards the processes against a Stop from the signal watcher
+	// while start is still starting them.
+	mu        sync.Mutex
+	etcd      *process
+	apiserver *process
+	stopped   bool
 
 	stopOnce sync.Once
 	stopErr  error
@@ -131,18 +136,24 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	defer cancel()
 
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdClient)
-	c.etcd, err = startProcess("etcd", opts.Binaries.Etcd, etcdArgs(dir, etcdURL, etcdPeer), filepath.Join(dir, "etcd.log"))
+	track(c)
+	etcd, err := startProcess("etcd", opts.Binaries.Etcd, etcdArgs(dir, etcdURL, etcdPeer), filepath.Join(dir, "etcd.log"))
 	if err != nil {
 		return nil, err
 	}
-	track(c)
-	if err := waitReady(ctx, c.etcd, http.DefaultClient, etcdURL+"/health", `"health":"true"`); err != nil {
-		return nil, c.startError(c.etcd, err)
+	if err := c.adopt(&c.etcd, etcd); err != nil {
+		return nil, err
+	}
+	if err := waitReady(ctx, etcd, http.DefaultClient, etcdURL+"/health", `"health":"true"`); err != nil {
+		return nil, c.startError(etcd, err)
 	}
 
 	args := append(apiserverArgs(c.pki, etcdURL, apiPort), opts.ExtraAPIServerArgs...)
-	c.apiserver, err = startProcess("kube-apiserver", opts.Binaries.APIServer, args, filepath.Join(dir, "kube-apiserver.log"))
+	apiserver, err := startProcess("kube-apiserver", opts.Binaries.APIServer, args, filepath.Join(dir, "kube-apiserver.log"))
 	if err != nil {
+		return nil, err
+	}
+	if err := c.adopt(&c.apiserver, apiserver); err != nil {
 		return nil, err
 	}
 	c.config = c.adminConfig()
@@ -150,8 +161,8 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitReady(ctx, c.apiserver, probe, c.url+"/readyz", "ok"); err != nil {
-		return nil, c.startError(c.apiserver, err)
+	if err := waitReady(ctx, apiserver, probe, c.url+"/readyz", "ok"); err != nil {
+		return nil, c.startError(apiserver, err)
 	}
 	if c.client, err = kubernetes.NewForConfig(c.config); err != nil {
 		return nil, fmt.Errorf("kubetest: client: %w", err)
@@ -166,6 +177,19 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	c.logf("kubetest: kube-apiserver %s ready in %v (state in %s; binaries %s)",
 		c.url, time.Since(begin).Round(time.Millisecond), dir, opts.Binaries.Note)
 	return c, nil
+}
+
+// adopt records a started child in *slot, or kills it when the cluster was
+// stopped (by a signal) while it started.
+func (c *Cluster) adopt(slot **process, p *process) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		p.kill()
+		return errors.New("kubetest: cluster stopped while starting")
+	}
+	*slot = p
+	return nil
 }
 
 func etcdArgs(dir, clientURL string, peerPort int) []string {
@@ -349,7 +373,11 @@ func (c *Cluster) Dir() string { return c.dir }
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		untrack(c)
-		for _, p := range []*process{c.apiserver, c.etcd} {
+		c.mu.Lock()
+		c.stopped = true
+		procs := []*process{c.apiserver, c.etcd}
+		c.mu.Unlock()
+		for _, p := range procs {
 			if p != nil {
 				p.kill()
 			}

@@ -52,5 +52,7 @@
 // before Main can run, and a -timeout panic or SIGKILL ends it at once; the
 // children die with it anyway (Pdeathsig), and the next cluster started on
 // the machine removes state dirs whose test binary is gone. SIGINT, SIGTERM
-// and SIGHUP of the test binary stop every cluster before it exits.
+// and SIGHUP of the test binary stop every cluster, and then the signal ends
+// the binary as it would have anyway; so a test must not send its own
+// process those signals while a cluster runs.
 package kubetest

@@ -38,6 +38,8 @@ type footprint struct {
 }
 
 func (c *Cluster) footprint() footprint {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return footprint{Dir: c.dir, Pids: []int{c.etcd.pid(), c.apiserver.pid()}, Ports: c.ports}
 }
 

@@ -96,14 +96,19 @@ func (c *Cluster) DeleteNamespace(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	dyn, err := dynamic.NewForConfig(c.config)
+	quiet := c.Config()
+	// Bulk deletes draw deprecation and propagation warnings that mean
+	// nothing here.
+	quiet.WarningHandler = rest.NoWarnings{}
+	dyn, err := dynamic.NewForConfig(quiet)
 	if err != nil {
 		return fmt.Errorf("kubetest: dynamic client: %w", err)
 	}
 	zero := int64(0)
+	background := metav1.DeletePropagationBackground
 	for _, gvr := range resources {
 		err := dyn.Resource(gvr).Namespace(name).DeleteCollection(ctx,
-			metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
+			metav1.DeleteOptions{GracePeriodSeconds: &zero, PropagationPolicy: &background}, metav1.ListOptions{})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsMethodNotSupported(err) {
 			return fmt.Errorf("kubetest: delete %s in namespace %s: %w", gvr.String(), name, err)
 		}

@@ -53,7 +53,7 @@ func startProcess(name, path string, args []string, logPath string) (*process, e
 			started <- fmt.Errorf("kubetest: start %s: %w", name, err)
 			return
 		}
-		p.cmd = cmd
+		p.cmd = cmd // published to the caller by the send below
 		started <- nil
 		p.waitErr = cmd.Wait()
 	}()
