@@ -324,15 +324,30 @@ type ProxyStatus struct {
 	Address  string `json:"address"` // the instance (sidecar) or listen address (upstream)
 	Admin    string `json:"admin"`
 	Identity string `json:"identity"`
+	// Inbound is a sidecar's own listener (mTLS from proxies, and
+	// plaintext from unmeshed clients); "" for upstream proxies.
+	Inbound string `json:"inbound,omitempty"`
+	// PID is the proxy's process id.
+	PID int `json:"pid"`
 }
 
 func (m *mesh) status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pid := func(name string) int {
+		if p := m.procs[name]; p != nil {
+			return p.cmd.Process.Pid
+		}
+		return 0
+	}
 	s := Status{StateDir: m.st.dir}
 	for _, u := range m.plan.Upstreams {
-		s.Proxies = append(s.Proxies, ProxyStatus{u.Name(), "upstream", u.Service, u.Listen.String(), u.Admin, u.Identity})
+		s.Proxies = append(s.Proxies, ProxyStatus{Name: u.Name(), Kind: "upstream", Service: u.Service,
+			Address: u.Listen.String(), Admin: u.Admin, Identity: u.Identity, PID: pid(u.Name())})
 	}
 	for _, sc := range m.plan.Sidecars {
-		s.Proxies = append(s.Proxies, ProxyStatus{sc.Name(), "sidecar", sc.Service, sc.Instance.String(), sc.Admin, sc.Identity})
+		s.Proxies = append(s.Proxies, ProxyStatus{Name: sc.Name(), Kind: "sidecar", Service: sc.Service,
+			Address: sc.Instance.String(), Admin: sc.Admin, Identity: sc.Identity, Inbound: sc.Inbound, PID: pid(sc.Name())})
 	}
 	return s
 }

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// client returns an HTTP client for proto ("http1" or "h2c") with room for
+// conns connections, and no connection limit below that.
+func client(proto string, conns int) *http.Client {
+	if proto == "h2c" {
+		return &http.Client{Transport: &http2.Transport{
+			AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			},
+		}, Timeout: 10 * time.Second}
+	}
+	return &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
+		DisableCompression:  true,
+	}, Timeout: 10 * time.Second}
+}
+
+// result is one load run's outcome.
+type result struct {
+	sent, failed int64
+	elapsed      time.Duration
+	lat          []time.Duration // sorted
+}
+
+func (r *result) quantile(q float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return r.lat[int(q*float64(len(r.lat)-1))]
+}
+
+func (r *result) rps() float64 { return float64(r.sent) / r.elapsed.Seconds() }
+
+func (r *result) String() string {
+	return fmt.Sprintf("%d req (%d failed) in %v = %.0f req/s, p50 %v p99 %v", r.sent, r.failed, r.elapsed.Round(time.Millisecond),
+		r.rps(), r.quantile(0.5).Round(time.Microsecond), r.quantile(0.99).Round(time.Microsecond))
+}
+
+// fixedRate sends rate requests per second for d, open loop: each request's
+// latency counts from when it was due, so a stall is not hidden by the
+// requests it delays (no coordinated omission). workers bounds concurrency.
+func fixedRate(ctx context.Context, c *http.Client, url string, rate int, d time.Duration, workers int) *result {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	due := make(chan time.Time, workers)
+	var mu sync.Mutex
+	res := &result{}
+	var sent, failed atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			for at := range due {
+				if !do(c, url) {
+					failed.Add(1)
+				}
+				sent.Add(1)
+				local = append(local, time.Since(at))
+			}
+			mu.Lock()
+			res.lat = append(res.lat, local...)
+			mu.Unlock()
+		}()
+	}
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	next := start
+loop:
+	for {
+		next = next.Add(interval)
+		if w := time.Until(next); w > 0 {
+			select {
+			case <-ctx.Done():
+				break loop
+			case <-time.After(w):
+			}
+		} else if ctx.Err() != nil {
+			break
+		}
+		select {
+		case due <- next:
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	close(due)
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.sent, res.failed = sent.Load(), failed.Load()
+	sort.Slice(res.lat, func(i, j int) bool { return res.lat[i] < res.lat[j] })
+	return res
+}
+
+// maxRate sends requests back to back from conc workers for d (closed loop).
+func maxRate(ctx context.Context, c *http.Client, url string, d time.Duration, conc int) *result {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var mu sync.Mutex
+	res := &result{}
+	var sent, failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			for ctx.Err() == nil {
+				t := time.Now()
+				if !do(c, url) {
+					failed.Add(1)
+				}
+				sent.Add(1)
+				local = append(local, time.Since(t))
+			}
+			mu.Lock()
+			res.lat = append(res.lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.sent, res.failed = sent.Load(), failed.Load()
+	sort.Slice(res.lat, func(i, j int) bool { return res.lat[i] < res.lat[j] })
+	return res
+}
+
+func do(c *http.Client, url string) bool {
+	resp, err := c.Get(url)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}

@@ -1,0 +1,184 @@
+// Command loadrun measures what the mesh costs on loopback: HTTP/1.1 and
+// h2c load, at a fixed rate and at the maximum, sent directly to an
+// application, through one proxy (a sidecar's inbound side), and through the
+// mesh path (client-side proxy → mTLS HTTP/2 → server-side sidecar). It
+// prints added latency, throughput as a share of direct, proxy CPU per 10k
+// requests and proxy RSS. `make bench` runs it; the proxies come from
+// `meshctl dev`'s orchestration with the binaries in -bin.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/meshlet/meshlet/cli/dev"
+)
+
+type config struct {
+	bin      string
+	duration time.Duration
+	rate     int
+	conns    int
+	protos   string
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.bin, "bin", "bin", "folder with meshlet-proxy, meshlet-identity and meshlet-destination")
+	flag.DurationVar(&c.duration, "duration", 10*time.Second, "length of each load phase")
+	flag.IntVar(&c.rate, "rate", 1000, "requests per second of the fixed-rate phase")
+	flag.IntVar(&c.conns, "conns", 16, "concurrent requests of the maximum-rate phase")
+	flag.StringVar(&c.protos, "protos", "http1,h2c", "protocols to run")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c); err != nil {
+		fmt.Fprintln(os.Stderr, "loadrun:", err)
+		os.Exit(1)
+	}
+}
+
+// target is one way to reach the application.
+type target struct {
+	name string
+	url  string
+	pids []int // the proxies on the path
+}
+
+type row struct {
+	proto, path      string
+	fixed, max       *result
+	cpuPer10k        time.Duration
+	rssIdle, rssLoad int64
+}
+
+func run(ctx context.Context, c config) error {
+	bin, err := filepath.Abs(c.bin)
+	if err != nil {
+		return err
+	}
+	os.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	app, stopApp, err := backend()
+	if err != nil {
+		return err
+	}
+	defer stopApp()
+	dir, err := os.MkdirTemp("", "meshlet-loadrun-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	listen, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(dir, "mesh.yaml")
+	mesh := fmt.Sprintf("services:\n  app:\n    instances: [%s]\nupstreams:\n  - service: app\n    listen: %s\n", app, listen)
+	if err := os.WriteFile(file, []byte(mesh), 0o644); err != nil {
+		return err
+	}
+	meshCtx, stopMesh := context.WithCancel(ctx)
+	defer stopMesh()
+	ready := make(chan dev.Status, 1)
+	upErr := make(chan error, 1)
+	go func() {
+		upErr <- dev.Up(meshCtx, dev.Options{File: file, StateDir: filepath.Join(dir, "state"), Grace: time.Second,
+			Ready: func(s dev.Status) { ready <- s }})
+	}()
+	var st dev.Status
+	select {
+	case st = <-ready:
+	case err := <-upErr:
+		return fmt.Errorf("starting the mesh: %w", err)
+	}
+	var up, side dev.ProxyStatus
+	for _, p := range st.Proxies {
+		if p.Kind == "upstream" {
+			up = p
+		} else {
+			side = p
+		}
+	}
+	targets := []target{
+		{"direct", "http://" + app + "/", nil},
+		{"1 proxy", "http://" + side.Inbound + "/", []int{side.PID}},
+		{"mesh (2 proxies, mTLS)", "http://" + listen + "/", []int{up.PID, side.PID}},
+	}
+	idle := map[int]int64{}
+	for _, pid := range []int{up.PID, side.PID} {
+		idle[pid], _ = rss(pid)
+	}
+	fmt.Printf("loadrun: app %s; fixed rate %d req/s and maximum with %d concurrent requests, %v each; GOMAXPROCS of proxies: default\n",
+		app, c.rate, c.conns, c.duration)
+	var rows []row
+	for _, proto := range strings.Split(c.protos, ",") {
+		for _, t := range targets {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			cl := client(proto, c.conns)
+			fixedRate(ctx, cl, t.url, c.rate, time.Second, c.conns) // warm-up: connections, EWMA
+			r := row{proto: proto, path: t.name}
+			r.fixed = fixedRate(ctx, cl, t.url, c.rate, c.duration, 64)
+			before := cpuOf(t.pids)
+			r.max = maxRate(ctx, cl, t.url, c.duration, c.conns)
+			if len(t.pids) > 0 && r.max.sent > 0 {
+				r.cpuPer10k = (cpuOf(t.pids) - before) * 10000 / time.Duration(r.max.sent)
+				for _, pid := range t.pids {
+					n, _ := rss(pid)
+					r.rssLoad = max(r.rssLoad, n)
+					r.rssIdle = max(r.rssIdle, idle[pid])
+				}
+			}
+			fmt.Printf("  %-6s %-24s fixed: %v\n  %-6s %-24s max:   %v\n", proto, t.name, r.fixed, "", "", r.max)
+			rows = append(rows, r)
+		}
+	}
+	stopMesh()
+	if err := <-upErr; err != nil {
+		return fmt.Errorf("the mesh failed: %w", err)
+	}
+	report(rows, c.rate)
+	return nil
+}
+
+func report(rows []row, rate int) {
+	fmt.Println()
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tPROXY CPU/10k REQ\tPROXY RSS IDLE/LOAD\tFAILED\n", rate, rate)
+	var direct row
+	for _, r := range rows {
+		if r.path == "direct" {
+			direct = r
+		}
+		add50 := r.fixed.quantile(0.5) - direct.fixed.quantile(0.5)
+		add99 := r.fixed.quantile(0.99) - direct.fixed.quantile(0.99)
+		cpu, mem := "-", "-"
+		if r.cpuPer10k > 0 {
+			cpu = fmt.Sprintf("%d ms", r.cpuPer10k.Milliseconds())
+			mem = fmt.Sprintf("%.1f / %.1f MB", float64(r.rssIdle)/1e6, float64(r.rssLoad)/1e6)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%v\t%v\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%d\n", r.proto, r.path,
+			r.fixed.quantile(0.5).Round(time.Microsecond), r.fixed.quantile(0.99).Round(time.Microsecond),
+			float64(add50)/1e6, float64(add99)/1e6, r.max.rps(), 100*r.max.rps()/direct.max.rps(), cpu, mem,
+			r.fixed.failed+r.max.failed)
+	}
+	w.Flush()
+}
+
+func cpuOf(pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		t, _ := cpuTime(pid)
+		total += t
+	}
+	return total
+}
