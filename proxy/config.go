@@ -67,6 +67,10 @@ type Config struct {
 	// and separately the TCP connect plus mTLS handshake to an endpoint
 	// (and an inbound peer's mTLS handshake). Default 1s.
 	ConnectTimeout time.Duration
+	// RequestTimeout bounds each HTTP request from its headers to the
+	// response's headers (504 when it passes); bodies may stream longer.
+	// Default 0: no limit.
+	RequestTimeout time.Duration
 	// ShutdownGrace is how long, after SIGTERM, in-flight requests and open
 	// connections may take to finish before they are closed. Default 30s.
 	ShutdownGrace time.Duration
@@ -101,7 +105,8 @@ type Config struct {
 	// reached in plaintext. /ready waits until Source has an SVID.
 	Source meshtls.Source `flag:"-"`
 	// NewHTTP builds the HTTP layer once Run has its registry and balancer
-	// cache. nil: HTTP connections are forwarded as opaque TCP.
+	// cache. DefaultConfig sets NewHTTPProxy (proxy/httpproxy). nil: HTTP
+	// connections are forwarded as opaque TCP.
 	NewHTTP func(HTTPDeps) (HTTPServer, error) `flag:"-"`
 	// Registry receives every metric. nil: Run creates one.
 	Registry *prometheus.Registry `flag:"-"`
@@ -126,6 +131,7 @@ func DefaultConfig() Config {
 		ShutdownGrace:     30 * time.Second,
 		LogLevel:          "info",
 		IdentityTokenFile: "/var/run/meshlet/tokens/identity-token",
+		NewHTTP:           NewHTTPProxy,
 	}
 }
 
@@ -151,8 +157,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("proxy: %s %v must be positive", name, d))
 		}
 	}
-	if c.ShutdownGrace < 0 {
-		errs = append(errs, fmt.Errorf("proxy: shutdown-grace %v must not be negative", c.ShutdownGrace))
+	for name, d := range map[string]time.Duration{"shutdown-grace": c.ShutdownGrace, "request-timeout": c.RequestTimeout} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("proxy: %s %v must not be negative", name, d))
+		}
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)

@@ -29,6 +29,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(portsValue{&c.OpaquePorts}, "opaque-ports", "ports and ranges forwarded as opaque TCP without protocol detection")
 	fs.DurationVar(&c.DetectTimeout, "detect-timeout", c.DetectTimeout, "wait for a client's first bytes before treating the connection as opaque")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", c.ConnectTimeout, "bound on resolving an authority and on connecting (TCP + mTLS) to an endpoint")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "bound on an HTTP request's wait for response headers (0: none)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "time open connections may take to finish after SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.DestinationAddr, "destination-addr", c.DestinationAddr, "meshlet-destination host:port (default: no service discovery)")

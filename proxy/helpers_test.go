@@ -43,6 +43,7 @@ func startProxy(t *testing.T, mutate func(*Config)) *running {
 	cfg.ConnectTimeout = 5 * time.Second
 	cfg.ShutdownGrace = 5 * time.Second
 	cfg.Logger = testLogger()
+	cfg.NewHTTP = nil // transport tests see HTTP as bytes; http_test.go plugs the HTTP layer in
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -4,11 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshlet/meshlet/proxy/balance"
+	"github.com/meshlet/meshlet/proxy/httpproxy"
 	"github.com/meshlet/meshlet/proxy/meshtls"
 )
 
@@ -17,7 +17,7 @@ type HTTPServer interface {
 	// ServeConn serves HTTP on c, which detection (or ALPN) found to speak
 	// info.Protocol, until the client closes it or ctx ends; once ctx ends
 	// it lets in-flight requests finish, then returns. It closes c.
-	ServeConn(ctx context.Context, c net.Conn, info ConnInfo)
+	ServeConn(ctx context.Context, c net.Conn, info httpproxy.ConnInfo)
 	// Close cuts whatever ServeConn calls are still draining and releases
 	// pooled upstream connections.
 	Close() error
@@ -37,51 +37,29 @@ type HTTPDeps struct {
 	Logger *slog.Logger
 }
 
-// Direction says which listener a connection arrived on.
-type Direction uint8
+// Direction says which listener a connection arrived on; the HTTP layer's
+// type, so ConnInfo passes through unchanged.
+type Direction = httpproxy.Direction
 
+// Directions.
 const (
-	// Inbound connections come from other pods and go to the application.
-	Inbound Direction = iota
-	// Outbound connections come from the application.
-	Outbound
+	Inbound  = httpproxy.Inbound
+	Outbound = httpproxy.Outbound
 )
 
-// String returns the value of the direction metric label.
-func (d Direction) String() string {
-	if d == Outbound {
-		return "outbound"
-	}
-	return "inbound"
-}
-
-// HTTPVersion is the HTTP version detected or negotiated on a connection.
-type HTTPVersion uint8
-
-const (
-	// HTTP1 is HTTP/1.0 or HTTP/1.1.
-	HTTP1 HTTPVersion = iota
-	// HTTP2 is HTTP/2, by prior knowledge (h2c) or ALPN "h2".
-	HTTP2
-)
-
-// ConnInfo is what the listeners learnt about a connection before handing
-// it to the HTTP layer.
-type ConnInfo struct {
-	// Direction is the listener the connection arrived on.
-	Direction Direction
-	// Protocol is the detected (plaintext) or ALPN-negotiated (mTLS) version.
-	Protocol HTTPVersion
-	// OrigDst is the original destination from SO_ORIGINAL_DST. It is the
-	// zero (invalid) AddrPort when the connection was not redirected (it
-	// was made to the listener itself): then outbound requests are routed
-	// by Host alone, and inbound ones go to Target.
-	OrigDst netip.AddrPort
-	// Target is where inbound requests go: Config.InboundTarget, or
-	// 127.0.0.1:<OrigDst port>. Empty for outbound connections.
-	Target string
-	// PeerID is the verified SPIFFE ID of an mTLS peer; "" in plaintext.
-	PeerID string
-	// TLS reports whether the proxy terminated mTLS on this connection.
-	TLS bool
+// NewHTTPProxy is Config.NewHTTP for the HTTP layer, proxy/httpproxy.
+// Shutdown: ServeConn's ctx ends when the drain starts (in-flight requests
+// finish; the drain is bounded by ShutdownGrace), and Close at the end of
+// the grace period cuts what is left.
+func NewHTTPProxy(d HTTPDeps) (HTTPServer, error) {
+	return httpproxy.New(httpproxy.Config{
+		Balancers:      d.Balancers,
+		Identity:       d.Source,
+		InboundTarget:  d.Config.InboundTarget,
+		ConnectTimeout: d.Config.ConnectTimeout,
+		RequestTimeout: d.Config.RequestTimeout,
+		DrainTimeout:   d.Config.ShutdownGrace,
+		Registry:       d.Registry,
+		Logger:         d.Logger,
+	})
 }

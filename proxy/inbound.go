@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/meshlet/meshlet/proxy/detect"
+	"github.com/meshlet/meshlet/proxy/httpproxy"
 	"github.com/meshlet/meshlet/proxy/meshtls"
 )
 
@@ -81,9 +82,9 @@ func (p *Proxy) inbound(c *net.TCPConn) {
 		return
 	}
 	if !opaquePort && p.http != nil && (proto == detect.HTTP1 || proto == detect.HTTP2) {
-		info := ConnInfo{Direction: Inbound, Protocol: HTTP1, Target: target}
+		info := httpproxy.ConnInfo{Direction: Inbound, Protocol: httpproxy.HTTP1}
 		if proto == detect.HTTP2 {
-			info.Protocol = HTTP2
+			info.Protocol = httpproxy.HTTP2
 		}
 		if redirected {
 			info.OrigDst = dst
@@ -115,9 +116,9 @@ func (p *Proxy) inboundTLS(dc *detect.Conn, dst netip.AddrPort, redirected bool,
 	case alpn == meshtls.ALPNOpaque || alpn == "":
 		p.inboundTCP(tc, target, true, peerID)
 	case (alpn == meshtls.ALPNHTTP2 || alpn == meshtls.ALPNHTTP1) && p.http != nil:
-		info := ConnInfo{Direction: Inbound, Protocol: HTTP1, Target: target, PeerID: peerID, TLS: true}
+		info := httpproxy.ConnInfo{Direction: Inbound, Protocol: httpproxy.HTTP1, PeerID: peerID, TLS: true}
 		if alpn == meshtls.ALPNHTTP2 {
-			info.Protocol = HTTP2
+			info.Protocol = httpproxy.HTTP2
 		}
 		if redirected {
 			info.OrigDst = dst

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshlet/meshlet/proxy/balance"
 	"github.com/meshlet/meshlet/proxy/detect"
+	"github.com/meshlet/meshlet/proxy/httpproxy"
 	"github.com/meshlet/meshlet/proxy/meshtls"
 )
 
@@ -36,9 +37,9 @@ func (p *Proxy) outbound(c *net.TCPConn) {
 			return
 		}
 		if p.http != nil && (proto == detect.HTTP1 || proto == detect.HTTP2) {
-			info := ConnInfo{Direction: Outbound, Protocol: HTTP1}
+			info := httpproxy.ConnInfo{Direction: Outbound, Protocol: httpproxy.HTTP1}
 			if proto == detect.HTTP2 {
-				info.Protocol = HTTP2
+				info.Protocol = httpproxy.HTTP2
 			}
 			if redirected {
 				info.OrigDst = dst
