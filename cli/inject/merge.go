@@ -14,16 +14,22 @@ import "go.yaml.in/yaml/v3"
 // artefact such as "resources: {}" or "creationTimestamp: null" out of the
 // user's YAML.
 func merge(target, before, after *yaml.Node) *yaml.Node {
+	return mergeKey("", target, before, after)
+}
+
+// mergeKey is merge for the value of key (which decides where new map
+// entries go, see mergeMapping).
+func mergeKey(key string, target, before, after *yaml.Node) *yaml.Node {
 	if before != nil && equal(before, after) && target != nil {
 		return target
 	}
 	switch {
 	case after.Kind == yaml.MappingNode && target != nil && target.Kind == yaml.MappingNode:
-		mergeMapping(target, before, after)
+		mergeMapping(key, target, before, after)
 		return target
 	case after.Kind == yaml.MappingNode && target == nil && before != nil && before.Kind == yaml.MappingNode:
 		n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-		mergeMapping(n, before, after)
+		mergeMapping(key, n, before, after)
 		return n
 	case after.Kind == yaml.SequenceNode && target != nil && target.Kind == yaml.SequenceNode:
 		return mergeSequence(target, before, after)
@@ -35,7 +41,11 @@ func merge(target, before, after *yaml.Node) *yaml.Node {
 	return n
 }
 
-func mergeMapping(target, before, after *yaml.Node) {
+// stringMaps are the keys whose values are Go maps: their JSON keys come
+// sorted, not in a meaningful order, so new entries go at the end.
+var stringMaps = map[string]bool{"annotations": true, "labels": true, "matchLabels": true, "nodeSelector": true, "data": true}
+
+func mergeMapping(parent string, target, before, after *yaml.Node) {
 	if before != nil && before.Kind != yaml.MappingNode {
 		before = nil
 	}
@@ -52,7 +62,7 @@ func mergeMapping(target, before, after *yaml.Node) {
 		case b != nil && equal(a, b):
 			// Unchanged.
 		default:
-			v = merge(v, b, a)
+			v = mergeKey(k.Value, v, b, a)
 		}
 		kept = append(kept, k, v)
 	}
@@ -69,12 +79,12 @@ func mergeMapping(target, before, after *yaml.Node) {
 		if b != nil && equal(a, b) {
 			continue // a round-trip artefact, not a change
 		}
-		v := merge(nil, b, a)
+		v := mergeKey(key, nil, b, a)
 		if v.Kind == yaml.MappingNode && len(v.Content) == 0 && a.Kind == yaml.MappingNode && len(a.Content) > 0 {
 			continue // everything in it was an artefact
 		}
 		pos := len(target.Content)
-		for j := i + 2; j+1 < len(after.Content); j += 2 {
+		for j := i + 2; !stringMaps[parent] && j+1 < len(after.Content); j += 2 {
 			if idx := index(target, after.Content[j].Value); idx >= 0 {
 				pos = idx
 				break

@@ -255,7 +255,9 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestPodFuncErrorNamesTheObject(t *testing.T) {
-	fail := func(*corev1.Pod) (string, error) { return "", errors.New("invalid annotation config.meshlet.io/proxy-cpu-limit") }
+	fail := func(*corev1.Pod) (string, error) {
+		return "", errors.New("invalid annotation config.meshlet.io/proxy-cpu-limit")
+	}
 	_, _, err := (&Transformer{Pod: fail, Verb: "injected"}).Transform("f.yaml", []byte(deployment))
 	if err == nil || !strings.Contains(err.Error(), "f.yaml: document 1, line 11 (deployment/web): invalid annotation") {
 		t.Errorf("err = %v", err)

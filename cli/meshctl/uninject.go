@@ -14,7 +14,7 @@ func newUninjectCommand(g *globalOptions) *cobra.Command {
 		Use:   "uninject FILE|DIR|- ...",
 		Short: "Remove the mesh from the workloads in Kubernetes YAML",
 		Long: `Undo meshctl inject (either mode) on Kubernetes YAML: remove the
-meshlet.io/inject annotation, and the proxy, init container, volumes and
+meshlet.io/inject: enabled annotation (an explicit "disabled" stays), and the proxy, init container, volumes and
 annotations the injector added. Everything else is printed as it was; on any
 error nothing is printed to stdout.`,
 		Example: `  kubectl get deploy web -o yaml | meshctl uninject - | kubectl apply -f -`,
@@ -29,7 +29,9 @@ error nothing is printed to stdout.`,
 
 func uninjectPod(pod *corev1.Pod) (string, error) {
 	injector.Uninject(&pod.ObjectMeta, &pod.Spec)
-	if _, ok := pod.Annotations[injector.AnnotationInject]; ok {
+	// Only "enabled" is meshctl inject's doing; "disabled" is an opt-out
+	// the user wrote, and keeps meaning something after uninject.
+	if pod.Annotations[injector.AnnotationInject] == injector.InjectEnabled {
 		delete(pod.Annotations, injector.AnnotationInject)
 		if len(pod.Annotations) == 0 {
 			pod.Annotations = nil
