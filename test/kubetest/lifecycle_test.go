@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -90,6 +92,22 @@ func checkRunning(t *testing.T, fp footprint) {
 			t.Fatalf("port %d is free while the cluster runs", port)
 		}
 	}
+	// The ports the harness knows must be all the children listen on, or
+	// checkGone would not look at them all.
+	listening := listeningSockets()
+	got := map[int]bool{}
+	for _, pid := range fp.Pids {
+		for _, port := range listeningPorts(pid, listening) {
+			got[port] = true
+		}
+	}
+	want := map[int]bool{}
+	for _, port := range fp.Ports {
+		want[port] = true
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("the children listen on %v, the harness knows %v", slices.Sorted(maps.Keys(got)), fp.Ports)
+	}
 }
 
 // checkGone waits (a killed child is reaped asynchronously) until no process
@@ -101,7 +119,14 @@ func checkGone(t *testing.T, fp footprint) {
 		procs := processesUsing(fp.Dir)
 		var busy []int
 		for _, port := range fp.Ports {
-			if !portFree(port) {
+			if portFree(port) {
+				continue
+			}
+			// Other test binaries run at the same time and may have
+			// taken a freed port already: only a listener of ours, or
+			// one without an owner process, counts.
+			owners := portOwners(port)
+			if len(owners) == 0 || slices.ContainsFunc(owners, func(pid int) bool { return slices.Contains(fp.Pids, pid) }) {
 				busy = append(busy, port)
 			}
 		}

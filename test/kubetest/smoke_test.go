@@ -239,3 +239,58 @@ func TestNamespaceCleanupDeletesEverything(t *testing.T) {
 		t.Fatalf("pods left in %s: %v %v", ns, err, pods)
 	}
 }
+
+func TestSetPodRunning(t *testing.T) {
+	c := Shared(t)
+	ns := c.Namespace(t)
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-0", Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{
+			{Name: "app", Image: "example.invalid/app:1"},
+			{Name: "sidecar", Image: "example.invalid/sidecar:1"},
+		}},
+	}
+	if _, err := c.Client().CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.SetPodRunning(t, ns, "web-0", "10.244.1.7")
+	// Read back what the apiserver stored, and find the Pod by IP the way a
+	// destination service's field selector would.
+	got, err := c.Client().CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "status.podIP=10.244.1.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Items) != 1 {
+		t.Fatalf("pods with IP 10.244.1.7: %d, want 1", len(got.Items))
+	}
+	p := got.Items[0]
+	ready := false
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+			ready = true
+		}
+	}
+	if p.Status.Phase != corev1.PodRunning || !ready || len(p.Status.ContainerStatuses) != 2 {
+		t.Fatalf("status: phase %s ready %v containers %d", p.Status.Phase, ready, len(p.Status.ContainerStatuses))
+	}
+}
+
+// A test can have a cluster of its own; it is gone when the test ends.
+func TestStartOwnCluster(t *testing.T) {
+	binariesOrSkip(t)
+	var fp footprint
+	t.Run("own", func(t *testing.T) {
+		c := Start(t)
+		if c == Shared(t) {
+			t.Fatal("Start returned the shared cluster")
+		}
+		fp = c.footprint()
+		ns := c.Namespace(t)
+		if _, err := c.Client().CoreV1().ServiceAccounts(ns).Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	checkGone(t, fp)
+	checkDirRemoved(t, fp.Dir)
+}
