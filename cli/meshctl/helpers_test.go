@@ -3,8 +3,8 @@ package meshctl
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,4 +73,3 @@ func diff(want, got string) string {
 	}
 	return "(no line differs)"
 }
-
