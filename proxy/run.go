@@ -60,6 +60,11 @@ type Proxy struct {
 	serving  atomic.Bool // listeners accepting
 	draining atomic.Bool
 
+	// runControlPlane runs the identity client (renewals) until its ctx
+	// ends; closeControlPlane closes the destination client.
+	runControlPlane   func(context.Context)
+	closeControlPlane func()
+
 	warned sync.Map // refusal reason → *atomic.Int64 (unix seconds of last warning)
 }
 
@@ -81,6 +86,17 @@ func New(cfg Config) (_ *Proxy, err error) {
 	if p.m, err = newMetrics(p.reg); err != nil {
 		return nil, fmt.Errorf("proxy: metrics: %w", err)
 	}
+	runCP, closeCP, err := p.controlPlane()
+	if err != nil {
+		return nil, err
+	}
+	p.runControlPlane, p.closeControlPlane = runCP, closeCP
+	defer func() {
+		if err != nil {
+			closeCP()
+		}
+	}()
+	cfg = p.cfg // the control-plane clients filled Resolver and Source in
 	resolver := cfg.Resolver
 	if resolver == nil {
 		resolver = &endpoint.Static{} // knows nothing: all traffic goes where it was addressed
@@ -175,8 +191,10 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
+	cpCtx, cpCancel := context.WithCancel(context.Background())
 	var loops sync.WaitGroup
-	loops.Add(3)
+	loops.Add(4)
+	go func() { defer loops.Done(); p.runControlPlane(cpCtx) }()
 	go func() {
 		defer loops.Done()
 		if err := adminSrv.Serve(p.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -213,8 +231,10 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	adminSrv.Shutdown(shutCtx) //nolint:errcheck // best effort; the process is exiting
 	cancel()
 	adminSrv.Close()
+	cpCancel()
 	loops.Wait()
 	p.cache.Close()
+	p.closeControlPlane()
 	p.log.Info("meshlet-proxy stopped")
 	return nil
 }
