@@ -35,7 +35,7 @@ type running struct {
 
 // startProxy runs a proxy on loopback ephemeral ports. mutate adjusts the
 // defaults. The proxy is stopped at the end of the test if still running.
-func startProxy(t *testing.T, mutate func(*Config)) *running {
+func startProxy(t testing.TB, mutate func(*Config)) *running {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.OutboundAddr, cfg.InboundAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
@@ -92,7 +92,7 @@ func ports(t *testing.T, addrs ...string) capture.Ports {
 
 // echoServer accepts connections and echoes every byte, half-closing its
 // side when the client does. It returns its address.
-func echoServer(t *testing.T) string {
+func echoServer(t testing.TB) string {
 	t.Helper()
 	return serveTCP(t, func(c *net.TCPConn) {
 		io.Copy(c, c)
@@ -101,7 +101,7 @@ func echoServer(t *testing.T) string {
 }
 
 // serveTCP runs handle for every connection to a new loopback listener.
-func serveTCP(t *testing.T, handle func(*net.TCPConn)) string {
+func serveTCP(t testing.TB, handle func(*net.TCPConn)) string {
 	t.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
