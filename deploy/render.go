@@ -50,6 +50,9 @@ const (
 	WebhookName = "proxy-injector.meshlet.io"
 	// TrustAnchorsKey is the mesh config key holding the trust anchors PEM.
 	TrustAnchorsKey = "trustAnchorsPEM"
+	// InjectorConfigKey is the mesh config key holding the injector's
+	// Config as YAML.
+	InjectorConfigKey = "injector.yaml"
 	// ComponentLabel marks control-plane pods with their component.
 	ComponentLabel = "meshlet.io/control-plane-component"
 	// ControlPlaneNSLabel is on every control-plane object.

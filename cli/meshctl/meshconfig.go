@@ -7,42 +7,29 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 
 	"go.yaml.in/yaml/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/meshlet/meshlet/deploy"
 	"github.com/meshlet/meshlet/injector"
 )
 
-// injectorConfig reads the mesh config ConfigMap's data (keys are
-// injector.Config's JSON names, see deploy/templates/20-config.yaml).
+// injectorConfig reads the mesh config ConfigMap's data: injector.yaml
+// (an injector.Config, parsed strictly as meshlet-injector does) and the
+// trust anchors beside it (deploy/templates/20-config.yaml).
 func injectorConfig(data map[string]string) (injector.Config, error) {
-	c := injector.Config{
-		ProxyImage:            data["proxyImage"],
-		ProxyVersion:          data["proxyVersion"],
-		ImagePullPolicy:       data["imagePullPolicy"],
-		ControlPlaneNamespace: data["controlPlaneNamespace"],
-		TrustDomain:           data["trustDomain"],
-		ClusterDomain:         data["clusterDomain"],
-		TrustAnchorsPEM:       data[deploy.TrustAnchorsKey],
-		Sidecar:               injector.SidecarMode(data["sidecar"]),
-		LogLevel:              data["logLevel"],
-		ProxyCPURequest:       data["proxyCPURequest"],
-		ProxyCPULimit:         data["proxyCPULimit"],
-		ProxyMemoryRequest:    data["proxyMemoryRequest"],
-		ProxyMemoryLimit:      data["proxyMemoryLimit"],
-		OpaquePorts:           data["opaquePorts"],
-		SkipInboundPorts:      data["skipInboundPorts"],
-		SkipOutboundPorts:     data["skipOutboundPorts"],
+	var c injector.Config
+	raw, ok := data[deploy.InjectorConfigKey]
+	if !ok {
+		return c, fmt.Errorf("mesh config: no %s key", deploy.InjectorConfigKey)
 	}
-	if s := data["tokenExpirationSeconds"]; s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return c, fmt.Errorf("mesh config: tokenExpirationSeconds %q: %w", s, err)
-		}
-		c.TokenExpirationSeconds = n
+	if err := sigsyaml.UnmarshalStrict([]byte(raw), &c); err != nil {
+		return c, fmt.Errorf("mesh config: %s: %w", deploy.InjectorConfigKey, err)
+	}
+	if c.TrustAnchorsPEM == "" {
+		c.TrustAnchorsPEM = data[deploy.TrustAnchorsKey]
 	}
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
