@@ -144,7 +144,11 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.adopt(&c.etcd, etcd); err != nil {
 		return nil, err
 	}
-	if err := waitReady(ctx, etcd, http.DefaultClient, etcdURL+"/health", `"health":"true"`); err != nil {
+	// Own clients, their idle connections closed after use: a test that
+	// checks for leaked goroutines must not find the harness' probes.
+	etcdProbe := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+	defer etcdProbe.CloseIdleConnections()
+	if err := waitReady(ctx, etcd, etcdProbe, etcdURL+"/health", `"health":"true"`); err != nil {
 		return nil, c.startError(etcd, err)
 	}
 
@@ -161,6 +165,7 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	defer probe.CloseIdleConnections()
 	if err := waitReady(ctx, apiserver, probe, c.url+"/readyz", "ok"); err != nil {
 		return nil, c.startError(apiserver, err)
 	}
@@ -383,7 +388,10 @@ func (c *Cluster) Stop() error {
 			}
 		}
 		if os.Getenv(EnvKeep) == "1" {
-			c.logf("kubetest: kept the state dir %s (%s=1)", c.dir, EnvKeep)
+			if err := os.WriteFile(filepath.Join(c.dir, ownerFile), []byte(keptOwner+"\n"), 0o600); err != nil {
+				c.stopErr = fmt.Errorf("kubetest: keep state dir: %w", err)
+			}
+			c.logf("kubetest: kept the state dir %s (%s=1); remove it when done", c.dir, EnvKeep)
 			return
 		}
 		if err := os.RemoveAll(c.dir); err != nil {

@@ -227,11 +227,13 @@ func helperMain() bool {
 	select {} // until a signal ends the process
 }
 
-// startHelper runs the helper and returns its footprint.
-func startHelper(t *testing.T, b Binaries) (*exec.Cmd, footprint) {
+// startHelper runs the helper with tmpDir as its TMPDIR (where its state dir
+// goes, out of sight of other test binaries pruning stale ones) and returns
+// its footprint.
+func startHelper(t *testing.T, b Binaries, tmpDir string) (*exec.Cmd, footprint) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=start-and-wait", EnvBinDir+"="+b.Dir)
+	cmd.Env = append(os.Environ(), helperEnv+"=start-and-wait", EnvBinDir+"="+b.Dir, "TMPDIR="+tmpDir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -257,7 +259,7 @@ func TestSignalStopsClusters(t *testing.T) {
 	b := binariesOrSkip(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd, fp := startHelper(t, b)
+			cmd, fp := startHelper(t, b, t.TempDir())
 			checkRunning(t, fp)
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
@@ -281,7 +283,8 @@ func TestSignalStopsClusters(t *testing.T) {
 // state dir it left.
 func TestKilledBinaryLeavesNoProcess(t *testing.T) {
 	b := binariesOrSkip(t)
-	cmd, fp := startHelper(t, b)
+	tmp := t.TempDir()
+	cmd, fp := startHelper(t, b, tmp)
 	checkRunning(t, fp)
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -291,6 +294,58 @@ func TestKilledBinaryLeavesNoProcess(t *testing.T) {
 	if _, err := os.Stat(fp.Dir); err != nil {
 		t.Fatalf("state dir of the killed binary: %v, want it left behind", err)
 	}
+	t.Setenv("TMPDIR", tmp) // where pruneStale looks
 	pruneStale()
 	checkDirRemoved(t, fp.Dir)
+}
+
+func TestPruneStaleKeepsLiveDirs(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	// A pid that surely belongs to no process: one that has exited and
+	// been reaped.
+	done := exec.Command("true")
+	if err := done.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadPid := done.ProcessState.Pid()
+	old := time.Now().Add(-time.Hour)
+	tests := []struct {
+		name      string
+		owner     string // owner file content; "-" for no file
+		mtime     time.Time
+		wantKept  bool
+		dirPrefix string
+	}{
+		{"owned by this process", strconv.Itoa(os.Getpid()), time.Now(), true, stateDirPrefix},
+		{"owner gone", strconv.Itoa(deadPid), time.Now(), false, stateDirPrefix},
+		{"owner file garbage", "x", time.Now(), false, stateDirPrefix},
+		{"kept on purpose", keptOwner, old, true, stateDirPrefix},
+		{"no owner file yet", "-", time.Now(), true, stateDirPrefix},
+		{"no owner file, old", "-", old, false, stateDirPrefix},
+		{"someone else's dir", strconv.Itoa(deadPid), time.Now(), true, "other-"},
+	}
+	dirs := make([]string, len(tests))
+	for i, tt := range tests {
+		dir, err := os.MkdirTemp(tmp, tt.dirPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tt.owner != "-" {
+			if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(tt.owner+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chtimes(dir, tt.mtime, tt.mtime); err != nil {
+			t.Fatal(err)
+		}
+		dirs[i] = dir
+	}
+	pruneStale()
+	for i, tt := range tests {
+		_, err := os.Stat(dirs[i])
+		if kept := err == nil; kept != tt.wantKept {
+			t.Errorf("%s: kept = %v, want %v", tt.name, kept, tt.wantKept)
+		}
+	}
 }

@@ -16,8 +16,12 @@ import (
 // finds those a killed test binary left behind.
 const stateDirPrefix = "meshlet-kubetest-"
 
-// ownerFile holds the pid of the test binary that owns a state dir.
-const ownerFile = "owner.pid"
+// ownerFile holds the pid of the test binary that owns a state dir, or
+// keptOwner for a dir kept on purpose (EnvKeep), which only a person removes.
+const (
+	ownerFile = "owner.pid"
+	keptOwner = "kept"
+)
 
 func newStateDir() (string, error) {
 	dir, err := os.MkdirTemp("", stateDirPrefix)
@@ -50,6 +54,9 @@ func stale(dir string) bool {
 		// without the file is an orphan.
 		fi, statErr := os.Stat(dir)
 		return errors.Is(err, os.ErrNotExist) && statErr == nil && time.Since(fi.ModTime()) > 10*time.Minute
+	}
+	if strings.TrimSpace(string(data)) == keptOwner {
+		return false
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil || pid <= 0 {

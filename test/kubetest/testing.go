@@ -78,7 +78,11 @@ func Shared(tb testing.TB) *Cluster {
 	}
 	if !shared.started {
 		shared.started = true
-		shared.cluster, shared.err = New(context.Background(), Options{Logf: tb.Logf})
+		// Not tb.Logf: the cluster outlives this test, and logging through
+		// a finished test panics. The go command shows a passing package's
+		// stderr only with -v.
+		logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+		shared.cluster, shared.err = New(context.Background(), Options{Logf: logf})
 	}
 	if errors.Is(shared.err, ErrNoBinaries) {
 		tb.Skip(shared.err.Error())
