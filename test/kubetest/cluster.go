@@ -2,17 +2,12 @@ package kubetest
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -197,102 +192,6 @@ func (c *Cluster) adopt(slot **process, p *process) error {
 	return nil
 }
 
-func etcdArgs(dir, clientURL string, peerPort int) []string {
-	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
-	return []string{
-		"--name=kubetest",
-		"--data-dir=" + filepath.Join(dir, "etcd-data"),
-		"--listen-client-urls=" + clientURL,
-		"--advertise-client-urls=" + clientURL,
-		"--listen-peer-urls=" + peerURL,
-		"--initial-advertise-peer-urls=" + peerURL,
-		"--initial-cluster=kubetest=" + peerURL,
-		// The data is thrown away after the test; fsync only costs time.
-		"--unsafe-no-fsync=true",
-		"--log-level=warn",
-	}
-}
-
-func apiserverArgs(p *clusterPKI, etcdURL string, port int) []string {
-	return []string{
-		"--etcd-servers=" + etcdURL,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(port),
-		// The default reconciler refuses a loopback advertise address; with
-		// "none" the "kubernetes" Service simply has no endpoints.
-		"--endpoint-reconciler-type=none",
-		"--tls-cert-file=" + p.certFile,
-		"--tls-private-key-file=" + p.keyFile,
-		"--client-ca-file=" + p.caFile,
-		"--authorization-mode=RBAC",
-		"--service-account-issuer=" + Issuer,
-		"--service-account-key-file=" + p.saPub,
-		"--service-account-signing-key-file=" + p.saKey,
-		"--service-cluster-ip-range=" + ServiceCIDR,
-		// The injector adds an init container that programs iptables.
-		"--allow-privileged=true",
-		"--profiling=false",
-		"--v=1",
-	}
-}
-
-// freePorts reserves n distinct loopback ports by listening on port 0, and
-// releases them for the children to bind (see errPortTaken for the race).
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("kubetest: free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// waitReady polls url until it answers 200 with a body containing want, the
-// child exits, or ctx ends.
-func waitReady(ctx context.Context, p *process, client *http.Client, url, want string) error {
-	var last string
-	for {
-		if err := p.exitError(); err != nil {
-			if strings.Contains(p.tail(200), "address already in use") {
-				return fmt.Errorf("%w: %w", errPortTaken, err)
-			}
-			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return fmt.Errorf("kubetest: %w", err)
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), want) {
-				return nil
-			}
-			last = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("kubetest: %s not ready (last answer: %s): %w", p.name, last, ctx.Err())
-		case <-p.exited:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // startError adds the tail of the child's log to a start-up failure; that
 // is where the reason is.
 func (c *Cluster) startError(p *process, err error) error {
@@ -312,21 +211,6 @@ func (c *Cluster) adminConfig() *rest.Config {
 		QPS:   1000,
 		Burst: 2000,
 	}
-}
-
-func probeClient(cfg *rest.Config) (*http.Client, error) {
-	cert, err := tls.X509KeyPair(cfg.CertData, cfg.KeyData)
-	if err != nil {
-		return nil, fmt.Errorf("kubetest: admin key pair: %w", err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(cfg.CAData)
-	return &http.Client{
-		Timeout: 5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{
-			RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
-		}},
-	}, nil
 }
 
 // prepareNamespace creates what kube-controller-manager would in a namespace
