@@ -308,6 +308,32 @@ func TestForward(t *testing.T) {
 				}
 				t.Run(f.name, func(t *testing.T) { f.run(t, e) })
 			}
+			t.Run("golden metrics", func(t *testing.T) { checkGoldenMetrics(t, e) })
 		})
+	}
+}
+
+func checkGoldenMetrics(t *testing.T, e *env) {
+	tls := strconv.FormatBool(e.mesh)
+	out := map[string]string{"direction": "outbound", "authority": webAuth, "tls": tls, "client_id": "",
+		"dst_namespace": "default", "dst_service": "web", "dst_pod": "web-0"}
+	reqs := metricValue(t, e.out.reg, "meshlet_request_total", out)
+	if reqs < 10 {
+		t.Errorf("outbound requests %v with labels %v", reqs, out)
+	}
+	if v := metricValue(t, e.out.reg, "meshlet_response_latency_ms", out); v < 10 {
+		t.Errorf("outbound latency observations %v", v)
+	}
+	out["classification"] = "success"
+	out["status_code"] = "200"
+	if v := metricValue(t, e.out.reg, "meshlet_response_total", out); v < 10 {
+		t.Errorf("outbound successful responses %v", v)
+	}
+	if !e.mesh {
+		return
+	}
+	in := map[string]string{"direction": "inbound", "authority": webHost, "tls": "true", "client_id": clientID}
+	if v := metricValue(t, e.in.reg, "meshlet_request_total", in); v < 10 {
+		t.Errorf("inbound requests %v with labels %v", v, in)
 	}
 }

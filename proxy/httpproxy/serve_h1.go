@@ -32,7 +32,8 @@ func (p *Proxy) serveHTTP1(ctx context.Context, c net.Conn, cn *conn) {
 		},
 	}
 	// Once ctx ends the drain clock runs; when it expires, whatever is
-	// left (a slow request, a WebSocket tunnel) is cut.
+	// left (a slow request, a WebSocket tunnel) is cut. Proxy.Close cuts
+	// at once.
 	finished := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		dctx, cancel := p.drainContext()
@@ -41,9 +42,10 @@ func (p *Proxy) serveHTTP1(ctx context.Context, c net.Conn, cn *conn) {
 		case <-finished:
 		case <-dctx.Done():
 			cn.killCancel()
-			srv.Close()
 		}
 	})
+	stopKill := context.AfterFunc(cn.kill, func() { srv.Close() })
+	defer stopKill()
 	_ = srv.Serve(&oneConnListener{c: &h1Conn{Conn: c, cn: cn}, done: done, ctx: ctx})
 	select {
 	case <-done:

@@ -43,9 +43,11 @@ func (p *Proxy) serveHTTP2(ctx context.Context, c net.Conn, cn *conn) {
 		select {
 		case <-served:
 		case <-dctx.Done():
-			c.Close()
+			cn.killCancel()
 		}
 	})
+	stopKill := context.AfterFunc(cn.kill, func() { c.Close() }) // drain expired, or Proxy.Close
+	defer stopKill()
 	h2s.ServeConn(c, &http2.ServeConnOpts{Context: context.Background(), BaseConfig: hs, Handler: cn})
 	close(served)
 	stop()
