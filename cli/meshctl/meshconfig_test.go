@@ -64,3 +64,24 @@ func TestMeshConfigBad(t *testing.T) {
 		})
 	}
 }
+
+// TestExampleMeshConfigIsCurrent: deploy/examples/mesh-config.yaml (used
+// by docs/cli.md) is the ConfigMap install renders today.
+func TestExampleMeshConfigIsCurrent(t *testing.T) {
+	example, err := meshConfigFromFile("../../deploy/examples/mesh-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	installed, err := meshConfigFromFile("testdata/golden/install.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(example) != len(installed) {
+		t.Fatalf("example has %d keys, install %d: copy the ConfigMap from testdata/golden/install.yaml", len(example), len(installed))
+	}
+	for k, v := range installed {
+		if example[k] != v {
+			t.Errorf("example key %s = %q, install renders %q", k, example[k], v)
+		}
+	}
+}
