@@ -39,6 +39,13 @@ func startIdentity(t testing.TB, lifetime time.Duration, ids ...string) *identit
 
 func startIdentityWithRoot(t testing.TB, root caid.KeyPair, lifetime time.Duration, ids ...string) *identityServer {
 	t.Helper()
+	return startIdentityMode(t, root, lifetime, func(*caid.Config) {}, ids...)
+}
+
+// startIdentityMode starts meshlet-identity in local mode with join tokens
+// for ids, unless mod switches it to another mode.
+func startIdentityMode(t testing.TB, root caid.KeyPair, lifetime time.Duration, mod func(*caid.Config), ids ...string) *identityServer {
+	t.Helper()
 	iss, err := caid.NewIssuer(root, 12*time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +72,7 @@ func startIdentityWithRoot(t testing.TB, root caid.KeyPair, lifetime time.Durati
 	writeFile(t, files.KeyFile, iss.KeyPEM)
 	tokFile := filepath.Join(dir, "join-tokens")
 	writeFile(t, tokFile, caid.FormatJoinTokens(toks))
-	srv, err := caid.NewServer(caid.Config{
+	cfg := caid.Config{
 		TrustDomain:    td,
 		Mode:           caid.ModeLocal,
 		Issuer:         files,
@@ -73,7 +80,9 @@ func startIdentityWithRoot(t testing.TB, root caid.KeyPair, lifetime time.Durati
 		Lifetime:       lifetime,
 		Registry:       s.reg,
 		Log:            slog.New(slog.DiscardHandler),
-	})
+	}
+	mod(&cfg)
+	srv, err := caid.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
