@@ -27,7 +27,7 @@ func (p *Proxy) origDst(c *net.TCPConn) (netip.AddrPort, bool) {
 
 // detect peeks at the first bytes of c and counts the outcome. It returns
 // nil (having closed c) when the client went away during detection.
-func (p *Proxy) detect(c *net.TCPConn, d Direction) (*detect.Conn, detect.Protocol) {
+func (p *Proxy) detect(c *net.TCPConn, d Direction) (*detect.Conn, detect.Result) {
 	dc, res, err := detect.Detect(c, p.cfg.DetectTimeout)
 	if err != nil {
 		c.Close()
@@ -35,7 +35,7 @@ func (p *Proxy) detect(c *net.TCPConn, d Direction) (*detect.Conn, detect.Protoc
 			p.m.refuse(d, reasonDetectFailed)
 			p.log.Debug("protocol detection failed", "direction", d.String(), "err", err)
 		}
-		return nil, detect.Opaque
+		return nil, detect.Result{}
 	}
 	if res.TimedOut {
 		bytes := "partial"
@@ -44,8 +44,12 @@ func (p *Proxy) detect(c *net.TCPConn, d Direction) (*detect.Conn, detect.Protoc
 		}
 		p.m.detectTimeouts.WithLabelValues(d.String(), bytes).Inc()
 	}
-	p.m.detect.WithLabelValues(d.String(), res.Protocol.String()).Inc()
-	return dc, res.Protocol
+	label := res.Protocol.String()
+	if p.isAppTLS(d, res) {
+		label = "tls_passthrough"
+	}
+	p.m.detect.WithLabelValues(d.String(), label).Inc()
+	return dc, res
 }
 
 // forward copies between the client and upstream connections until both
@@ -81,4 +85,14 @@ func (p *Proxy) dialTCP(ctx context.Context, addr string) (*net.TCPConn, error) 
 		return nil, err
 	}
 	return c.(*net.TCPConn), nil
+}
+
+// isAppTLS reports whether an inbound ClientHello is the application's own
+// TLS rather than a mesh peer's: mesh peers send no SNI
+// (meshtls.ClientConfig sets no ServerName), clients of a TLS application
+// name its host. Without an identity every ClientHello is the
+// application's: there is no mTLS to terminate.
+func (p *Proxy) isAppTLS(d Direction, res detect.Result) bool {
+	return d == Inbound && res.Protocol == detect.TLS &&
+		(p.serverTLS == nil || (res.HelloParsed && res.ServerName != ""))
 }

@@ -57,19 +57,24 @@ func (p *Proxy) inbound(c *net.TCPConn) {
 	// Otherwise peek even on opaque ports: a mesh peer opens with a TLS
 	// ClientHello at once, so only plaintext server-speaks-first clients
 	// wait for the detection timeout.
-	dc, proto := p.detect(c, Inbound)
+	dc, res := p.detect(c, Inbound)
 	if dc == nil {
 		return
 	}
+	proto := res.Protocol
 	if proto == detect.TLS {
-		if p.serverTLS == nil {
+		if p.isAppTLS(Inbound, res) {
+			// The application's own TLS: passed through untouched, since
+			// it is not mesh mTLS (strict mode accepts only that).
 			if p.cfg.InboundStrict {
 				dc.Close()
-				p.warnRefused(Inbound, reasonNoIdentity, "refusing inbound TLS: this proxy has no identity yet")
+				reason := reasonForeignTLS
+				if p.serverTLS == nil {
+					reason = reasonNoIdentity
+				}
+				p.warnRefused(Inbound, reason, "refusing TLS that is not mesh mTLS in strict mode", "sni", res.ServerName)
 				return
 			}
-			// The application's own TLS (this proxy cannot terminate mTLS
-			// anyway): pass it through.
 			p.inboundTCP(dc, target, false, "")
 			return
 		}

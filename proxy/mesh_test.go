@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -201,5 +203,53 @@ func TestReadyWaitsForIdentity(t *testing.T) {
 	}
 	if code, _ := scrape(t, p.Proxy, "/live"); code != http.StatusOK {
 		t.Fatalf("/live = %d", code)
+	}
+}
+
+// TestInboundAppTLSWithIdentity: a proxy with identity still passes through
+// an unmeshed client's TLS to a TLS application when the ClientHello names
+// a host (SNI), which mesh peers never do; strict mode refuses it.
+func TestInboundAppTLSWithIdentity(t *testing.T) {
+	checkNoLeaks(t)
+	ca := meshtlstest.NewCA(t, "meshlet.local")
+	app := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls app via "+r.Host) }))
+	defer app.Close()
+	for _, strict := range []bool{false, true} {
+		t.Run(map[bool]string{false: "permissive", true: "strict"}[strict], func(t *testing.T) {
+			srv := startProxy(t, func(c *Config) {
+				c.InboundTarget = app.Listener.Addr().String()
+				c.Source = ca.Source(t, webID)
+				c.InboundStrict = strict
+			})
+			client := app.Client()
+			tr := client.Transport.(*http.Transport).Clone()
+			tr.DisableKeepAlives = true
+			tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", srv.InboundAddr().String())
+			}
+			client.Transport = tr
+			// httptest's certificate is valid for example.com: the client sends it as SNI.
+			resp, err := client.Get("https://example.com/")
+			if strict {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatal("strict inbound passed application TLS through")
+				}
+				eventually(t, "strict refusal", func() bool { return metric(srv.m.refused.WithLabelValues("inbound", reasonForeignTLS)) == 1 })
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "tls app via example.com" {
+				t.Fatalf("body %q", b)
+			}
+			if n := metric(srv.m.detect.WithLabelValues("inbound", "tls_passthrough")); n != 1 {
+				t.Errorf("tls_passthrough = %v, want 1", n)
+			}
+		})
 	}
 }

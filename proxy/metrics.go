@@ -46,6 +46,7 @@ const (
 	reasonLoop           = "loop"                    // the destination is the proxy itself
 	reasonPlaintext      = "plaintext_strict"        // inbound plaintext in strict mode
 	reasonNoIdentity     = "tls_without_identity"    // inbound TLS while the proxy has no identity
+	reasonForeignTLS     = "tls_not_mesh"            // inbound TLS with an SNI (the application's own) in strict mode
 	reasonHandshake      = "tls_handshake"           // inbound mTLS handshake failed
 	reasonALPN           = "tls_alpn"                // negotiated an application protocol not served
 	reasonNoEndpoints    = "no_endpoints"            // the authority exists and has no ready endpoint
@@ -60,7 +61,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		detect: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlet_detect_total",
-			Help: "Connections by detected protocol (tls, http1, http2, opaque, or skipped for opaque ports).",
+			Help: "Connections by detected protocol (tls, http1, http2, opaque; skipped for opaque ports; tls_passthrough for inbound TLS with an SNI, the application's own, forwarded untouched).",
 		}, []string{"direction", "protocol"}),
 		detectTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlet_detect_timeouts_total",
@@ -108,6 +109,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			m.detect.WithLabelValues(d.String(), p.String())
 		}
 		m.detect.WithLabelValues(d.String(), "skipped")
+		m.detect.WithLabelValues(d.String(), "tls_passthrough")
 		m.detectTimeouts.WithLabelValues(d.String(), "none")
 		m.detectTimeouts.WithLabelValues(d.String(), "partial")
 		m.active.WithLabelValues(d.String())

@@ -32,10 +32,11 @@ func (p *Proxy) outbound(c *net.TCPConn) {
 		p.m.detect.WithLabelValues("outbound", "skipped").Inc()
 		dc = detect.Wrap(c)
 	} else {
-		var proto detect.Protocol
-		if dc, proto = p.detect(c, Outbound); dc == nil {
+		var res detect.Result
+		if dc, res = p.detect(c, Outbound); dc == nil {
 			return
 		}
+		proto := res.Protocol
 		if p.http != nil && (proto == detect.HTTP1 || proto == detect.HTTP2) {
 			info := httpproxy.ConnInfo{Direction: Outbound, Protocol: httpproxy.HTTP1}
 			if proto == detect.HTTP2 {

@@ -18,6 +18,11 @@ type Result struct {
 	TimedOut bool
 	// Bytes is how many bytes were peeked (and will be replayed).
 	Bytes int
+	// HelloParsed is true when Protocol is TLS and the whole first record
+	// was read and parsed as a ClientHello; then ServerName is its SNI
+	// host name ("" when it sent none).
+	HelloParsed bool
+	ServerName  string
 }
 
 // ErrClosed is returned when the client closed the connection before
@@ -44,6 +49,9 @@ func Detect(c *net.TCPConn, timeout time.Duration) (*Conn, Result, error) {
 		m, err := c.Read(buf[n:])
 		n += m
 		p, more := Classify(buf[:n])
+		if p == TLS && n < helloEnd(buf[:n]) {
+			more = true // read the whole first record, for the SNI
+		}
 		if !more || n == len(buf) {
 			res.Protocol = p
 			break
@@ -64,6 +72,15 @@ func Detect(c *net.TCPConn, timeout time.Duration) (*Conn, Result, error) {
 		}
 		return nil, Result{}, fmt.Errorf("detect: read: %w", err)
 	}
+	if res.Protocol == Opaque && n > 0 {
+		// Stopped early (timeout, EOF) inside a TLS record: still TLS.
+		if p, _ := Classify(buf[:n]); p == TLS {
+			res.Protocol = TLS
+		}
+	}
+	if res.Protocol == TLS {
+		res.ServerName, res.HelloParsed = ServerName(buf[:n])
+	}
 	if err := c.SetReadDeadline(time.Time{}); err != nil {
 		bufPool.Put(buf)
 		return nil, Result{}, fmt.Errorf("detect: clear deadline: %w", err)
@@ -81,3 +98,13 @@ func Detect(c *net.TCPConn, timeout time.Duration) (*Conn, Result, error) {
 // Wrap returns c as a Conn with nothing peeked, for connections that skip
 // detection (opaque ports) but go through the same code afterwards.
 func Wrap(c *net.TCPConn) *Conn { return &Conn{TCPConn: c} }
+
+// helloEnd returns how many bytes the TLS record b starts with spans
+// (header included), capped at the buffer size: a larger ClientHello is
+// classified without its SNI.
+func helloEnd(b []byte) int {
+	if len(b) < 5 {
+		return 5
+	}
+	return min(5+(int(b[3])<<8|int(b[4])), BufferSize)
+}

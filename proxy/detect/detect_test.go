@@ -41,7 +41,7 @@ func TestDetect(t *testing.T) {
 		{"http1 in one write", []string{"GET / HTTP/1.1\r\nHost: a\r\n\r\n"}, false, HTTP1, false},
 		{"http1 split", []string{"GE", "T /x HT", "TP/1.1\r", "\nHost: a\r\n\r\n"}, false, HTTP1, false},
 		{"h2 preface split", []string{h2Preface[:5], h2Preface[5:]}, false, HTTP2, false},
-		{"tls", []string{"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4"}, false, TLS, false},
+		{"tls record cut short", []string{"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4"}, false, TLS, true},
 		{"opaque binary", []string{"\x00\x01binary"}, false, Opaque, false},
 		{"server speaks first", nil, false, Opaque, true},
 		{"partial then silence", []string{"GET /"}, false, Opaque, true},
