@@ -15,6 +15,7 @@ type checkOptions struct {
 	pre          bool
 	proxy        bool
 	proxyNS      string
+	proxyPort    int
 	wait         time.Duration
 	minValidity  time.Duration
 	dialTimeout  time.Duration
@@ -50,6 +51,7 @@ The exit code is 1 when any check failed.
 	f.DurationVar(&o.wait, "wait", 0, "retry checks that can become true (Deployments available) for this long")
 	f.DurationVar(&o.minValidity, "min-validity", 60*24*time.Hour, "fail when the trust anchor expires sooner; warn for the issuer and webhook certificates")
 	f.DurationVar(&o.dialTimeout, "proxy-dial-timeout", 2*time.Second, "with --proxy: connect timeout per pod")
+	f.IntVar(&o.proxyPort, "proxy-port", 4143, "with --proxy: the proxies' inbound (mTLS) port")
 	return cmd
 }
 

@@ -16,10 +16,6 @@ import (
 	"github.com/meshlet/meshlet/injector"
 )
 
-// proxyInboundPort is where a meshed pod's proxy accepts mTLS
-// (docs/architecture.md).
-const proxyInboundPort = 4143
-
 // proxyChecks: every meshed pod's proxy presents a certificate that chains
 // to the trust anchors and names the pod's identity. A pod meshctl cannot
 // reach (not running, or meshctl outside the pod network) only warns.
@@ -78,7 +74,7 @@ func (r *checkRun) proxyCert(ctx context.Context, p *corev1.Pod, anchors []*x509
 		},
 	}
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: r.o.dialTimeout}, Config: cfg}
-	addr := net.JoinHostPort(p.Status.PodIP, strconv.Itoa(proxyInboundPort))
+	addr := net.JoinHostPort(p.Status.PodIP, strconv.Itoa(r.o.proxyPort))
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if conn != nil {
 		conn.Close()
