@@ -2,9 +2,11 @@ package httpproxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -91,7 +93,26 @@ func (c *call) endpointDone(failed bool) {
 // closing it early, before the server sent 100 Continue, would make it wait
 // for a body the client will never send (see httputil.ReverseProxy). The
 // server closes it after the handler returns.
-type noCloseBody struct{ rc io.ReadCloser }
+//
+// The transport may still be reading the body (to write it upstream) when
+// the response is complete and the handler returns; the server then reuses
+// its buffered reader for the next request on the connection. end, called
+// as the handler returns, makes later reads fail instead of racing with it
+// (golang.org/issue/46866).
+type noCloseBody struct {
+	rc    io.ReadCloser
+	ended atomic.Bool
+}
 
-func (b *noCloseBody) Read(p []byte) (int, error) { return b.rc.Read(p) }
-func (b *noCloseBody) Close() error               { return nil }
+var errBodyAfterHandler = errors.New("httpproxy: request body read after its request ended")
+
+func (b *noCloseBody) Read(p []byte) (int, error) {
+	if b.ended.Load() {
+		return 0, errBodyAfterHandler
+	}
+	return b.rc.Read(p)
+}
+
+func (b *noCloseBody) Close() error { return nil }
+
+func (b *noCloseBody) end() { b.ended.Store(true) }

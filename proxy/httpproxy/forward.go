@@ -24,6 +24,7 @@ func (p *Proxy) forward(c *call) error {
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		c.body.rc = r.Body
 		out.Body = &c.body
+		defer c.body.end()
 	}
 	h := out.Header
 	if c.teTrailers {
