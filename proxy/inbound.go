@@ -16,7 +16,7 @@ import (
 // (terminated here, then HTTP or opaque by ALPN), or plaintext (detected
 // and served, unless strict).
 func (p *Proxy) inbound(c *net.TCPConn) {
-	active := p.m.active.WithLabelValues("inbound")
+	active := p.m.activeByDir[Inbound]
 	active.Inc()
 	defer active.Dec()
 
@@ -145,6 +145,7 @@ func (p *Proxy) inboundTCP(client net.Conn, target string, viaTLS bool, peerID s
 	cancel()
 	if err != nil {
 		client.Close()
+		p.m.connectErrors.WithLabelValues("inbound", reasonConnect).Inc()
 		p.warnRefused(Inbound, reasonConnect, "connecting to the application failed", "target", target, "err", err)
 		return
 	}

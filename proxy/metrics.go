@@ -31,7 +31,9 @@ type metrics struct {
 	detect         *prometheus.CounterVec // direction, protocol
 	detectTimeouts *prometheus.CounterVec // direction, bytes
 	refused        *prometheus.CounterVec // direction, reason
+	connectErrors  *prometheus.CounterVec // direction, reason
 	active         *prometheus.GaugeVec   // direction
+	activeByDir    [2]prometheus.Gauge    // active's series, by Direction
 
 	tcpOpen       *prometheus.CounterVec
 	tcpClose      *prometheus.CounterVec // + error
@@ -71,6 +73,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "meshlet_proxy_refused_total",
 			Help: "Connections closed without being forwarded, by reason.",
 		}, []string{"direction", "reason"}),
+		connectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlet_tcp_connect_errors_total",
+			Help: "Failed attempts to connect to an upstream for opaque TCP (connect or upstream_tls), retries included.",
+		}, []string{"direction", "reason"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshlet_proxy_connections_active",
 			Help: "Accepted connections being served (detection, HTTP or opaque TCP).",
@@ -96,7 +102,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Opaque TCP connections currently forwarded.",
 		}, tcpLabelNames),
 	}
-	for _, c := range []prometheus.Collector{m.detect, m.detectTimeouts, m.refused, m.active,
+	for _, c := range []prometheus.Collector{m.detect, m.detectTimeouts, m.refused, m.connectErrors, m.active,
 		m.tcpOpen, m.tcpClose, m.tcpRead, m.tcpWrite, m.tcpOpenActive} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -112,7 +118,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.detect.WithLabelValues(d.String(), "tls_passthrough")
 		m.detectTimeouts.WithLabelValues(d.String(), "none")
 		m.detectTimeouts.WithLabelValues(d.String(), "partial")
-		m.active.WithLabelValues(d.String())
+		m.activeByDir[d] = m.active.WithLabelValues(d.String())
 	}
 	return m, nil
 }

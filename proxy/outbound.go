@@ -17,7 +17,7 @@ import (
 // outbound serves a connection from the application: detection, then the
 // HTTP layer or opaque forwarding to the original destination's endpoints.
 func (p *Proxy) outbound(c *net.TCPConn) {
-	active := p.m.active.WithLabelValues("outbound")
+	active := p.m.activeByDir[Outbound]
 	active.Inc()
 	defer active.Dec()
 
@@ -86,19 +86,49 @@ func (p *Proxy) outboundTCP(client *detect.Conn, dst netip.AddrPort, redirected 
 	}
 	cancel()
 
-	addr := authority
-	var labels map[string]string
-	var identity string
-	if ep != nil {
-		addr, labels, identity = ep.Addr.String(), ep.Labels, ep.Identity
+	// One retry on another endpoint when the connect fails: nothing has
+	// been sent upstream yet, and the client's bytes wait in the kernel.
+	attempts := 1
+	if ep != nil && len(b.Endpoints()) > 1 {
+		attempts = 2
 	}
-	if addr == p.outAddr.String() || addr == p.inAddr.String() {
-		client.Close()
-		p.warnRefused(Outbound, reasonLoop, "refusing to forward a connection to the proxy's own listener", "addr", addr)
-		return
+	for attempt := 1; ; attempt++ {
+		addr := authority
+		var labels map[string]string
+		var identity string
+		if ep != nil {
+			addr, labels, identity = ep.Addr.String(), ep.Labels, ep.Identity
+		}
+		if addr == p.outAddr.String() || addr == p.inAddr.String() {
+			client.Close()
+			p.warnRefused(Outbound, reasonLoop, "refusing to forward a connection to the proxy's own listener", "addr", addr)
+			return
+		}
+		upstream, useTLS, reason, err := p.connectEndpoint(ep, addr, identity)
+		if err == nil {
+			p.forward(client, upstream, newTCPLabels(Outbound, authority, useTLS, "", labels))
+			return
+		}
+		p.m.connectErrors.WithLabelValues("outbound", reason).Inc()
+		var next *balance.Endpoint
+		if attempt < attempts && p.hardCtx.Err() == nil {
+			next = otherEndpoint(b, ep)
+		}
+		if next == nil {
+			client.Close()
+			p.warnRefused(Outbound, reason, "connecting to the destination failed", "authority", authority, "addr", addr, "err", err)
+			return
+		}
+		p.log.Debug("connect failed, trying another endpoint", "authority", authority, "addr", addr, "err", err)
+		ep = next
 	}
+}
 
-	ctx, cancel = context.WithTimeout(p.hardCtx, p.cfg.ConnectTimeout)
+// connectEndpoint connects to addr within the connect timeout, recording
+// the attempt in the endpoint's load statistics (ep may be nil: a
+// destination the control plane does not know).
+func (p *Proxy) connectEndpoint(ep *balance.Endpoint, addr, identity string) (net.Conn, bool, string, error) {
+	ctx, cancel := context.WithTimeout(p.hardCtx, p.cfg.ConnectTimeout)
 	defer cancel()
 	var start int64
 	if ep != nil {
@@ -108,13 +138,24 @@ func (p *Proxy) outboundTCP(client *detect.Conn, dst netip.AddrPort, redirected 
 	if ep != nil {
 		ep.Done(start, err != nil)
 	}
-	if err != nil {
-		client.Close()
-		p.warnRefused(Outbound, reason, "connecting to the destination failed", "authority", authority, "addr", addr, "err", err)
-		return
+	return upstream, useTLS, reason, err
+}
+
+// otherEndpoint returns the cheapest endpoint of b other than failed, or
+// nil. It runs only after a failed connect, so a scan is fine; P2C could
+// draw the endpoint that just failed again.
+func otherEndpoint(b *balance.Balancer, failed *balance.Endpoint) *balance.Endpoint {
+	var best *balance.Endpoint
+	var bestCost float64
+	for _, e := range b.Endpoints() {
+		if e == failed {
+			continue
+		}
+		if c := e.Cost(); best == nil || c < bestCost {
+			best, bestCost = e, c
+		}
 	}
-	cancel()
-	p.forward(client, upstream, newTCPLabels(Outbound, authority, useTLS, "", labels))
+	return best
 }
 
 // connectOutbound dials addr and, when the endpoint is meshed (identity

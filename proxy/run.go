@@ -282,12 +282,15 @@ func (p *Proxy) accept(ln *net.TCPListener, d Direction, handle func(*net.TCPCon
 	}
 }
 
-// warnOnce logs a refusal at warn level at most once a minute per reason
+// warnRefused counts a refusal and logs it at warn level at most once a minute per reason
 // (every one is counted in meshlet_proxy_refused_total), and at debug
 // level otherwise, so a misconfiguration is visible without flooding.
 func (p *Proxy) warnRefused(d Direction, reason, msg string, args ...any) {
 	p.m.refuse(d, reason)
-	v, _ := p.warned.LoadOrStore(reason, new(atomic.Int64))
+	v, ok := p.warned.Load(reason)
+	if !ok {
+		v, _ = p.warned.LoadOrStore(reason, new(atomic.Int64))
+	}
 	last := v.(*atomic.Int64)
 	now := time.Now().Unix()
 	if prev := last.Load(); now-prev >= 60 && last.CompareAndSwap(prev, now) {

@@ -294,3 +294,35 @@ func TestAdminEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestOutboundRetriesAnotherEndpoint: a failed connect is retried once on
+// another endpoint, so the client never sees the dead one.
+func TestOutboundRetriesAnotherEndpoint(t *testing.T) {
+	checkNoLeaks(t)
+	live := echoServer(t)
+	dead := closedAddr(t)
+	var res endpoint.Static
+	res.Set("web:80", endpoint.Set{Exists: true, Endpoints: []endpoint.Endpoint{
+		{Addr: netip.MustParseAddrPort(dead)}, {Addr: netip.MustParseAddrPort(live)},
+	}})
+	p := startProxy(t, func(c *Config) { c.OutboundFallback = "web:80"; c.Resolver = &res })
+	// Make the live endpoint look expensive so the first pick is the dead one.
+	b := p.cache.Get("web:80")
+	if err := b.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range b.Endpoints() {
+		if e.Addr.String() == live {
+			e.Done(e.Start(), true)
+		}
+	}
+	if got, err := roundTrip(t, p.OutboundAddr().String(), "\x00retry"); err != nil || got != "\x00retry" {
+		t.Fatalf("echo with one dead endpoint: %q, %v", got, err)
+	}
+	if n := metric(p.m.connectErrors.WithLabelValues("outbound", reasonConnect)); n != 1 {
+		t.Errorf("connect errors = %v, want 1 (the dead endpoint, then the retry)", n)
+	}
+	if n := metric(p.m.refused.WithLabelValues("outbound", reasonConnect)); n != 0 {
+		t.Errorf("refused = %v, want 0", n)
+	}
+}
