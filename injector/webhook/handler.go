@@ -160,7 +160,7 @@ func (h *Handler) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		h.Metrics.Skipped.WithLabelValues(string(d.Reason)).Inc()
 		return resp
 	}
-	patch, err := injector.PatchJSON(&pod, namespace, h.Mesh)
+	patch, err := patchFor(req.Object.Raw, &pod, namespace, h.Mesh)
 	switch {
 	case errors.Is(err, injector.ErrAnnotation):
 		h.Metrics.Errors.WithLabelValues(errAnnotation).Inc()
@@ -186,6 +186,28 @@ func (h *Handler) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	h.Metrics.Injected.WithLabelValues(string(d.Reason)).Inc()
 	h.Log.Debug("injected", "namespace", namespace, "pod", podName(&pod), "reason", d.Reason)
 	return resp
+}
+
+// patchFor is injector.Patch, made safe for objects whose JSON lacks (or has
+// null) metadata or spec: "add" below a missing member fails (RFC 6902), so
+// the parent is created first. The API server always sends both; this is
+// for anything else that calls the webhook.
+func patchFor(raw []byte, pod *corev1.Pod, namespace string, cfg injector.Config) ([]byte, error) {
+	ops, err := injector.Patch(pod, namespace, cfg)
+	if err != nil || len(ops) == 0 {
+		return nil, err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return nil, fmt.Errorf("injector: pod object: %w", err)
+	}
+	var parents []injector.JSONPatchOp
+	for _, member := range []string{"metadata", "spec"} {
+		if v, ok := top[member]; !ok || string(bytes.TrimSpace(v)) == "null" {
+			parents = append(parents, injector.JSONPatchOp{Op: "add", Path: "/" + member, Value: map[string]any{}})
+		}
+	}
+	return json.Marshal(append(parents, ops...))
 }
 
 func podName(p *corev1.Pod) string {
