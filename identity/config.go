@@ -51,6 +51,13 @@ type Config struct {
 	// Audience the ServiceAccount tokens must carry; default
 	// "identity.meshlet.io".
 	Audience string
+	// TLS serves Certify over TLS 1.3 with a certificate meshlet-identity
+	// issues itself for ServerIdentity; proxies then verify it against their
+	// trust anchors before sending a token. Default false (plaintext gRPC).
+	TLS bool
+	// ServerIdentity is the SPIFFE ID in that certificate; default
+	// spiffe://<trust-domain>/ns/meshlet/sa/meshlet-identity.
+	ServerIdentity string
 	// Registry receives the metrics and is served on /metrics; nil means a
 	// new registry with the Go and process collectors.
 	Registry *prometheus.Registry
@@ -83,13 +90,17 @@ func (c *Config) setDefaults() {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.ServerIdentity == "" {
+		c.ServerIdentity = "spiffe://" + c.TrustDomain + "/ns/meshlet/sa/meshlet-identity"
+	}
 }
 
 // Validate reports every problem of the configuration at once, after
 // defaults are applied.
 func (c *Config) Validate() error {
 	var errs []error
-	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
+	td, tdErr := spiffeid.TrustDomainFromString(c.TrustDomain)
+	if err := tdErr; err != nil {
 		errs = append(errs, fmt.Errorf("trust domain %q: %w", c.TrustDomain, err))
 	}
 	switch c.Mode {
@@ -103,6 +114,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Issuer.AnchorsFile == "" || c.Issuer.CertFile == "" || c.Issuer.KeyFile == "" {
 		errs = append(errs, errors.New("trust anchors, issuer certificate and issuer key files are all required"))
+	}
+	if c.TLS {
+		if id, err := spiffeid.FromString(c.ServerIdentity); err != nil {
+			errs = append(errs, fmt.Errorf("server identity %q: %w", c.ServerIdentity, err))
+		} else if tdErr == nil && !id.MemberOf(td) {
+			errs = append(errs, fmt.Errorf("server identity %s is not in trust domain %s", id, c.TrustDomain))
+		}
 	}
 	if c.Lifetime < time.Second {
 		errs = append(errs, fmt.Errorf("lifetime %s: must be at least 1s", c.Lifetime))

@@ -222,4 +222,3 @@ func signJWT(t *testing.T, key *ecdsa.PrivateKey, claims map[string]any) string 
 	s.FillBytes(sig[32:])
 	return signing + "." + enc.EncodeToString(sig)
 }
-

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -29,6 +30,7 @@ type Server struct {
 	issuer  *IssuerWatcher
 	tokens  *JoinTokens // ModeLocal only
 	service *Service
+	self    *selfCert // Config.TLS only
 }
 
 // NewServer applies defaults, validates cfg and loads the issuer and (in
@@ -49,6 +51,12 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, issuer: iw}
+	if cfg.TLS {
+		s.self, err = newSelfCert(spiffeid.RequireFromString(cfg.ServerIdentity), iw, cfg.Backdate)
+		if err != nil {
+			return nil, err
+		}
+	}
 	var auth Authenticator
 	switch cfg.Mode {
 	case ModeLocal:
@@ -125,11 +133,15 @@ func Run(ctx context.Context, cfg Config) error {
 // then stops both (letting in-flight Certify calls finish for up to 5s). It
 // closes the listeners.
 func (s *Server) Serve(ctx context.Context, lis, admin net.Listener) error {
-	gs := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		// A proxy calls once a day per certificate; keep idle connections
 		// from piling up on a busy cluster.
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
-	)
+	}
+	if s.self != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.self.tlsConfig())))
+	}
+	gs := grpc.NewServer(opts...)
 	identitypb.RegisterIdentityServer(gs, s.service)
 
 	mux := http.NewServeMux()
@@ -161,7 +173,7 @@ func (s *Server) Serve(ctx context.Context, lis, admin net.Listener) error {
 		errc <- nil
 	})
 	s.cfg.Log.Info("identity: serving", "grpc", lis.Addr().String(), "admin", admin.Addr().String(),
-		"mode", s.cfg.Mode, "trust_domain", s.cfg.TrustDomain)
+		"mode", s.cfg.Mode, "trust_domain", s.cfg.TrustDomain, "tls", s.self != nil)
 
 	var err error
 	select {

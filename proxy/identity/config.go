@@ -17,6 +17,12 @@ type Config struct {
 	Addr string
 	// Identity is this proxy's SPIFFE ID (MESHLET_PROXY_IDENTITY).
 	Identity spiffeid.ID
+	// ServerIdentity, when set, makes the client speak TLS to
+	// meshlet-identity and accept only a server certificate for exactly
+	// this SPIFFE ID chaining to TrustAnchorsPEM (meshlet-identity -tls),
+	// so the token is never sent to anyone else. When zero the connection is
+	// plaintext (MESHLET_PROXY_IDENTITY_SERVER_ID; proposed).
+	ServerIdentity spiffeid.ID
 	// TokenFile holds the token presented to meshlet-identity: the projected
 	// ServiceAccount token, or a join token. It is read again before every
 	// request because the kubelet rotates projected tokens.
@@ -40,8 +46,6 @@ type Config struct {
 	// Log is the logger; nil means slog.Default().
 	Log *slog.Logger
 	// DialOptions are added to the gRPC client's (tests, custom transports).
-	// Without any, the connection is plaintext: the proxy has no certificate
-	// yet when it first calls.
 	DialOptions []grpc.DialOption
 }
 
@@ -71,6 +75,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Identity.IsZero() {
 		errs = append(errs, errors.New("identity (SPIFFE ID) is required"))
+	}
+	if !c.ServerIdentity.IsZero() && !c.Identity.IsZero() && !c.ServerIdentity.MemberOf(c.Identity.TrustDomain()) {
+		errs = append(errs, fmt.Errorf("server identity %s is not in the proxy's trust domain %s", c.ServerIdentity, c.Identity.TrustDomain()))
 	}
 	if c.TokenFile == "" {
 		errs = append(errs, errors.New("token file is required"))

@@ -179,3 +179,20 @@ func value(t testing.TB, m prometheus.Metric) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+// issuedCounter finds meshlet_identity_certify_issued_total in the
+// service's registry.
+func (s *identityServer) issuedCounter(t testing.TB) prometheus.Metric {
+	t.Helper()
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "meshlet_identity_certify_issued_total" {
+			return prometheus.MustNewConstMetric(prometheus.NewDesc("x", "x", nil, nil), prometheus.CounterValue, mf.Metric[0].GetCounter().GetValue())
+		}
+	}
+	t.Fatal("meshlet_identity_certify_issued_total not registered")
+	return nil
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"strings"
@@ -37,7 +38,7 @@ func mtlsServer(t testing.TB, src meshtls.Source) string {
 			fmt.Fprint(w, id.String())
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          nil,
+		ErrorLog:          log.New(io.Discard, "", 0),
 	}
 	tlsLis := tls.NewListener(lis, meshtls.ServerConfig(src, meshtls.ALPNHTTP1))
 	done := make(chan struct{})

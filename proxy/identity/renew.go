@@ -3,6 +3,7 @@ package identity
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -11,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -23,7 +26,15 @@ import (
 // the gRPC connection and its one goroutine. It returns nil when ctx ends,
 // or an error if the client cannot be set up at all.
 func (c *Client) Run(ctx context.Context) error {
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.cfg.DialOptions...)
+	// The proxy has no certificate yet when it first calls, so this is
+	// server-authenticated TLS at most, never mutual.
+	creds := insecure.NewCredentials()
+	if !c.cfg.ServerIdentity.IsZero() {
+		tc := tlsconfig.TLSClientConfig(c.bundle, tlsconfig.AuthorizeID(c.cfg.ServerIdentity))
+		tc.MinVersion = tls.VersionTLS13
+		creds = credentials.NewTLS(tc)
+	}
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, c.cfg.DialOptions...)
 	conn, err := grpc.NewClient(c.cfg.Addr, opts...)
 	if err != nil {
 		return fmt.Errorf("identity: dial %s: %w", c.cfg.Addr, err)

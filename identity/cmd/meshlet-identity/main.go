@@ -36,6 +36,8 @@ func main() {
 	fs.StringVar(&cfg.JoinTokensFile, "join-tokens-file", "", "join tokens file, one \"<token> <spiffe-id>\" per line (local mode)")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig path (kubernetes mode); empty: in-cluster configuration")
 	fs.StringVar(&cfg.Audience, "audience", identity.DefaultAudience, "audience the ServiceAccount tokens must carry")
+	fs.BoolVar(&cfg.TLS, "tls", false, "serve Certify over TLS with a certificate issued to -server-identity (proxies verify it with their trust anchors)")
+	fs.StringVar(&cfg.ServerIdentity, "server-identity", "", "SPIFFE ID of meshlet-identity's own certificate (default spiffe://<trust-domain>/ns/meshlet/sa/meshlet-identity)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&showVer, "version", false, "print the version and exit")
 	_ = fs.Parse(os.Args[1:])
