@@ -220,7 +220,7 @@ func TestForwardLarge(t *testing.T) {
 			if tc.tls {
 				backend = tls.Server(backendRaw, meshtls.ServerConfig(srv, meshtls.ALPNOpaque))
 			}
-			const size = 8 << 20
+			const size = 4 << 20
 			up := make([]byte, size)
 			down := make([]byte, size)
 			rng := rand.New(rand.NewPCG(1, 2))
