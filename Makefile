@@ -6,8 +6,8 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/meshlet/meshlet/internal/version.Version=$(VERSION)
-# Packages with a main function: every binary of the product.
-MAINS    = $(shell $(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./...)
+# Packages with a main function under <component>/cmd/: every binary of the product.
+MAINS    = $(shell $(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./... | grep /cmd/)
 
 .PHONY: all build test unit vet lint fmt bench demo e2e deps tools kube-bins generate fuzz clean
 
@@ -39,8 +39,9 @@ lint: vet
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-bench: ## Go benchmarks (-benchmem) and the loopback load run
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: build ## Go benchmarks (-benchmem), then the loopback load run (direct vs 1 proxy vs the mTLS mesh path)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./...
+	$(GO) run ./test/loadrun -bin $(BIN)
 
 fuzz: ## each fuzz target for FUZZTIME (default 20s)
 	@scripts/fuzz.sh $${FUZZTIME:-20s}
@@ -53,8 +54,8 @@ tools:
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
-demo: build
-	@echo "make demo: 'meshctl dev' is not built yet (issue 6)"; exit 1
+demo: build ## a real mesh on this machine: a demo service under load through mTLS proxies, ~20 s, then a report
+	$(BIN)/meshctl dev demo
 
 e2e: build
 	@echo "make e2e: the end-to-end suite is not built yet (issue 7)"; exit 1
