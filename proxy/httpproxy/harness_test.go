@@ -50,7 +50,7 @@ type app struct {
 	remotes   []string                 // RemoteAddr of each request, in order
 }
 
-func newApp(t *testing.T) *app {
+func newApp(t testing.TB) *app {
 	a := &app{cancelled: map[string]chan struct{}{}, release: map[string]chan struct{}{}}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(a.serve))
 	srv.Config.Protocols = new(http.Protocols)

@@ -10,9 +10,9 @@ import (
 )
 
 // serveHTTP1 serves c with a net/http Server of its own: the server's
-// request parsing (one Content-Length, no Content-Length with chunked
-// Transfer-Encoding, header size limit, ...) is what rejects ambiguous
-// requests before they reach the proxy.
+// request parsing (a single valid Content-Length, chunked framing winning
+// over Content-Length, the header size limit, ...) is what keeps ambiguous
+// requests from reaching the proxy.
 func (p *Proxy) serveHTTP1(ctx context.Context, c net.Conn, cn *conn) {
 	done := make(chan struct{})
 	var once sync.Once
@@ -45,7 +45,6 @@ func (p *Proxy) serveHTTP1(ctx context.Context, c net.Conn, cn *conn) {
 		}
 	})
 	stopKill := context.AfterFunc(cn.kill, func() { srv.Close() })
-	defer stopKill()
 	_ = srv.Serve(&oneConnListener{c: &h1Conn{Conn: c, cn: cn}, done: done, ctx: ctx})
 	select {
 	case <-done:
@@ -58,6 +57,7 @@ func (p *Proxy) serveHTTP1(ctx context.Context, c net.Conn, cn *conn) {
 	cn.tunnels.Wait()
 	close(finished)
 	stop()
+	stopKill()
 	cn.killCancel()
 }
 

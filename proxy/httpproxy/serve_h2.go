@@ -47,9 +47,9 @@ func (p *Proxy) serveHTTP2(ctx context.Context, c net.Conn, cn *conn) {
 		}
 	})
 	stopKill := context.AfterFunc(cn.kill, func() { c.Close() }) // drain expired, or Proxy.Close
-	defer stopKill()
 	h2s.ServeConn(c, &http2.ServeConnOpts{Context: context.Background(), BaseConfig: hs, Handler: cn})
 	close(served)
 	stop()
+	stopKill()
 	cn.killCancel()
 }

@@ -40,6 +40,11 @@ type upstreams struct {
 	pool        *meshPool
 }
 
+// maxFrameSize is the largest HTTP/2 DATA frame the proxy accepts from
+// upstreams: a whole copy buffer fits in one frame, instead of the default
+// 16 KiB, halving frame overhead on large bodies.
+const maxFrameSize = 1 << 18
+
 // h1Only is shared read-only by every HTTP/1-only server and transport.
 var h1Only = func() *http.Protocols {
 	p := new(http.Protocols)
@@ -84,6 +89,7 @@ func newUpstreams(cfg *Config) *upstreams {
 		ReadIdleTimeout:    30 * time.Second,
 		PingTimeout:        15 * time.Second,
 		MaxHeaderListSize:  1 << 20,
+		MaxReadFrameSize:   maxFrameSize,
 	}
 	u.pool = &meshPool{u: u}
 	u.meshH2 = &http2.Transport{
@@ -93,6 +99,7 @@ func newUpstreams(cfg *Config) *upstreams {
 		ReadIdleTimeout:    30 * time.Second,
 		PingTimeout:        15 * time.Second,
 		MaxHeaderListSize:  1 << 20,
+		MaxReadFrameSize:   maxFrameSize,
 	}
 	u.pool.t = u.meshH2
 	u.rt = [numUpstreams]http.RoundTripper{upHTTP1: u.h1, upH2C: u.h2c, upMeshH2: u.meshH2, upMeshH1: u.meshH1}
