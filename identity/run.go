@@ -23,6 +23,9 @@ import (
 	"github.com/meshlet/meshlet/identity/api/identitypb"
 )
 
+// maxRequestSize bounds a Certify request on the wire.
+const maxRequestSize = MaxTokenSize + MaxCSRSize + 4<<10
+
 // Server is a configured meshlet-identity: the issuer and authenticator are
 // loaded, nothing is listening yet.
 type Server struct {
@@ -137,6 +140,9 @@ func (s *Server) Serve(ctx context.Context, lis, admin net.Listener) error {
 		// A proxy calls once a day per certificate; keep idle connections
 		// from piling up on a busy cluster.
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
+		// A request is a token and a CSR of at most 16 KiB each; refuse
+		// anything much larger before it is buffered (default 4 MiB).
+		grpc.MaxRecvMsgSize(maxRequestSize),
 	}
 	if s.self != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.self.tlsConfig())))

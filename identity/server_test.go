@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -313,4 +314,40 @@ func TestConcurrentCertify1000(t *testing.T) {
 		t.Fatalf("issued %v, want %d", got, n)
 	}
 	t.Logf("%d concurrent Certify calls (own connection each) in %s: %.0f certs/s", n, elapsed, float64(n)/elapsed.Seconds())
+}
+
+func TestOversizedRequestRefused(t *testing.T) {
+	web := "spiffe://meshlet.test/ns/dev/sa/web"
+	s := startLocal(t, newTokens(t, web), time.Hour)
+	_, err := s.client.Certify(context.Background(), &identitypb.CertifyRequest{
+		Token: make([]byte, 64<<10), CsrDer: []byte("x"), Identity: web})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("64 KiB token: %v, want ResourceExhausted", err)
+	}
+	_, err = s.client.Certify(context.Background(), &identitypb.CertifyRequest{
+		Token: make([]byte, MaxTokenSize+1), CsrDer: []byte("x"), Identity: web})
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "token is 16385 bytes") {
+		t.Fatalf("oversized token: %v", err)
+	}
+}
+
+func TestServeLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("serve", func(t *testing.T) {
+		web := "spiffe://meshlet.test/ns/dev/sa/web"
+		toks := newTokens(t, web)
+		s := startLocal(t, toks, time.Hour)
+		if _, err := s.client.Certify(context.Background(), &identitypb.CertifyRequest{
+			Token: []byte(toks[0].Token), CsrDer: csrFor(t, p256Key(t), x509.CertificateRequest{}, web), Identity: web}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

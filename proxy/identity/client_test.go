@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto/x509"
 	"errors"
 	"runtime"
 	"strings"
@@ -177,5 +178,29 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestExpiredCertificateNotServed: once the held certificate has expired,
+// handshakes get an error naming the expiry and the last renewal failure,
+// rather than a certificate every peer would refuse.
+func TestExpiredCertificateNotServed(t *testing.T) {
+	s := startIdentity(t, time.Hour, webID)
+	p := startClient(t, s, webID)
+	waitReady(t, p)
+	svid, err := p.GetX509SVID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := *svid
+	leaf := *svid.Certificates[0]
+	leaf.NotAfter = time.Now().Add(-time.Second)
+	stale.Certificates = append([]*x509.Certificate{&leaf}, svid.Certificates[1:]...)
+	p.svid.Store(&stale)
+	last := errors.New("identity service unreachable")
+	p.lastErr.Store(&last)
+	_, err = p.GetX509SVID()
+	if err == nil || !strings.Contains(err.Error(), "certificate expired at") || !strings.Contains(err.Error(), "identity service unreachable") {
+		t.Fatalf("GetX509SVID with an expired certificate: %v", err)
 	}
 }
