@@ -2,7 +2,8 @@ package inject
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Metrics counts what Transform did with each document. meshctl is a
+// Metrics counts what Transform did with each object (and each input
+// rejected as invalid). meshctl is a
 // short-lived command, so these matter to programs that embed the
 // transformer (and to tests); meshctl itself registers them on a private
 // registry.
@@ -14,8 +15,8 @@ type Metrics struct {
 // registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{documents: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "meshlet_meshctl_inject_documents_total",
-		Help: "Documents seen by meshctl inject/uninject, by result: changed, unchanged, skipped, passthrough, invalid.",
+		Name: "meshlet_meshctl_inject_objects_total",
+		Help: "Objects seen by meshctl inject/uninject, by result: changed, unchanged, skipped (a workload left alone on purpose), passthrough (not a workload), invalid (the input was rejected).",
 	}, []string{"result"})}
 	for _, r := range []string{"changed", "unchanged", "skipped", "passthrough", "invalid"} {
 		m.documents.WithLabelValues(r)

@@ -78,6 +78,7 @@ func (t *Transformer) Transform(source string, in []byte) (out []byte, reports [
 	}
 	// Belt and braces: whatever we write must read back as YAML.
 	if err := validStream(buf.Bytes()); err != nil {
+		t.Metrics.count("invalid")
 		return nil, nil, &Error{Source: source, Doc: doc, Err: fmt.Errorf("output does not parse, refusing to write it: %w", err)}
 	}
 	return buf.Bytes(), reports, nil
@@ -102,10 +103,8 @@ func (t *Transformer) document(source string, doc int, c chunk) ([]byte, []Repor
 		return nil, nil, err
 	}
 	if !changed {
-		t.Metrics.count("unchanged")
 		return c.raw, w.reports, nil
 	}
-	t.Metrics.count("changed")
 	enc, err := encode(node)
 	if err != nil {
 		return nil, nil, &Error{Source: source, Doc: doc, Line: c.line, Err: err}
@@ -253,10 +252,12 @@ func (w *walker) pod(tmpl *yaml.Node, kind, name, ns, object string) (bool, erro
 	}
 	if equal(before, after) {
 		w.report(kind, name, ns, "unchanged")
+		w.t.Metrics.count("unchanged")
 		return false, nil
 	}
 	merge(tmpl, before, after)
 	w.report(kind, name, ns, w.t.Verb)
+	w.t.Metrics.count("changed")
 	return true, nil
 }
 

@@ -36,6 +36,18 @@ func (r *checkRun) postChecks(ctx context.Context) {
 		})
 	}
 
+	r.check(ctx, "mesh config is valid for the injector", func(ctx context.Context) (string, error) {
+		cm, err := r.client.CoreV1().ConfigMaps(ns).Get(ctx, deploy.ConfigMapName, metav1.GetOptions{})
+		if err != nil {
+			return "", err
+		}
+		cfg, err := injectorConfig(cm.Data)
+		if err != nil {
+			return "", err
+		}
+		return "proxy " + cfg.ProxyImage + ":" + cfg.ProxyVersion, nil
+	})
+
 	r.section("identity")
 	var anchors []*x509.Certificate
 	if !r.check(ctx, "mesh config has trust anchors", func(ctx context.Context) (string, error) {
