@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,14 +191,16 @@ func pattern(n int) []byte {
 // servedProxy runs a Proxy behind a loopback listener, calling ServeConn
 // per accepted connection as the transport layer does.
 type servedProxy struct {
-	p    *Proxy
-	reg  *prometheus.Registry
-	addr string
+	p        *Proxy
+	reg      *prometheus.Registry
+	addr     string
+	accepted *atomic.Int64 // connections accepted on addr
 }
 
 type listenOpts struct {
-	info ConnInfo
-	tls  *tls.Config // terminate mTLS first (inbound), ALPN picks the protocol
+	info     ConnInfo
+	tls      *tls.Config   // terminate mTLS first (inbound), ALPN picks the protocol
+	accepted *atomic.Int64 // counts accepted connections, if set
 }
 
 func startProxy(t testing.TB, cfg Config, lo listenOpts) *servedProxy {
@@ -207,7 +211,8 @@ func startProxy(t testing.TB, cfg Config, lo listenOpts) *servedProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := &servedProxy{p: p, reg: reg}
+	sp := &servedProxy{p: p, reg: reg, accepted: new(atomic.Int64)}
+	lo.accepted = sp.accepted
 	sp.addr = serveListener(t, p, lo)
 	t.Cleanup(func() { p.Close() })
 	return sp
@@ -229,6 +234,9 @@ func serveListener(t testing.TB, p *Proxy, lo listenOpts) string {
 			c, err := l.Accept()
 			if err != nil {
 				return
+			}
+			if lo.accepted != nil {
+				lo.accepted.Add(1)
 			}
 			wg.Add(1)
 			go func() {
@@ -254,7 +262,13 @@ func serveListener(t testing.TB, p *Proxy, lo listenOpts) string {
 					}
 					c = tc
 				}
-				p.ServeConn(ctx, c, info)
+				// The label marks every goroutine serving the connection (and
+				// those they start: handlers, upstream connections) in CPU
+				// profiles, so the proxies' share can be measured apart from
+				// the client's and the app's: pprof -tagfocus meshlet=proxy.
+				pprof.Do(ctx, pprof.Labels("meshlet", "proxy"), func(ctx context.Context) {
+					p.ServeConn(ctx, c, info)
+				})
 			}()
 		}
 	}()
