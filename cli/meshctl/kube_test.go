@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -215,6 +216,20 @@ func TestCheckAgainstAPIServer(t *testing.T) {
 		if !strings.Contains(r.stdout, line+"\n") {
 			t.Errorf("check output lacks %q:\n%s", line, r.stdout)
 		}
+	}
+
+	// docs/cli.md shows this very output (the API server's port aside).
+	doc, err := os.ReadFile("../../docs/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := regexp.MustCompile("(?s)```text\n(kubernetes-api\n.*?)```").FindSubmatch(doc)
+	if shown == nil {
+		t.Fatal("docs/cli.md has no check output block")
+	}
+	port := regexp.MustCompile(`https://127\.0\.0\.1:\d+`)
+	if got, want := port.ReplaceAllString(r.stdout, "URL"), port.ReplaceAllString(string(shown[1]), "URL"); got != want {
+		t.Errorf("docs/cli.md shows another check output:\n%s", diff(want, got))
 	}
 
 	// A trust anchor that ends within the window fails the check (the
