@@ -1,19 +1,14 @@
 package proxy
 
 import (
-	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"github.com/meshlet/meshlet/proxy/endpoint"
 	"github.com/meshlet/meshlet/proxy/meshtls/meshtlstest"
@@ -44,16 +39,12 @@ func httpApp(t *testing.T, arrived ...chan struct{}) string {
 // httpClient speaks HTTP/1.1 or h2c prior knowledge to whatever address
 // the URL names, without connection reuse between tests.
 func httpClient(h2c bool) *http.Client {
+	tr := &http.Transport{DisableKeepAlives: !h2c}
 	if h2c {
-		return &http.Client{Timeout: 10 * time.Second, Transport: &http2.Transport{
-			AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			},
-		}}
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
 	}
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	return &http.Client{Timeout: 10 * time.Second, Transport: tr}
 }
 
 func get(t *testing.T, client *http.Client, addr, host, path string) string {
