@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshlet/meshlet/proxy/endpoint"
 )
 
@@ -173,4 +175,22 @@ func TestInvalidConfig(t *testing.T) {
 		}
 	}
 	_ = http.StatusOK
+}
+
+// Two proxies (one per direction) may share a registry.
+func TestSharedRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p1, err := New(Config{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p1.Close()
+	p2, err := New(Config{Registry: reg})
+	if err != nil {
+		t.Fatalf("second proxy on the same registry: %v", err)
+	}
+	defer p2.Close()
+	if p1.metrics.requests != p2.metrics.requests {
+		t.Error("the proxies count into different collectors")
+	}
 }

@@ -41,6 +41,17 @@ var features = []feature{
 			t.Errorf("app saw hop-by-hop or internal headers: %s", got)
 		}
 	}},
+	{name: "HEAD keeps Content-Length, no body", run: func(t *testing.T, e *env) {
+		res, err := e.client.Head(e.url("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || res.ContentLength != 5 || len(b) != 0 {
+			t.Errorf("HEAD: %d, Content-Length %d, %d body bytes", res.StatusCode, res.ContentLength, len(b))
+		}
+	}},
 	{name: "keep-alive", run: func(t *testing.T, e *env) {
 		reused := 0
 		e.app.mu.Lock()

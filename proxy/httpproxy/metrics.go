@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -57,19 +58,46 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "meshlet_http_proxy_errors_total",
 		Help: "Requests the proxy failed itself, by direction and reason (the meshlet-proxy-error response header).",
 	}, []string{"direction", "reason"})
+	if reg != nil {
+		var err error
+		if m.requests, err = register(reg, m.requests); err != nil {
+			return nil, err
+		}
+		if m.responses, err = register(reg, m.responses); err != nil {
+			return nil, err
+		}
+		if m.latency, err = register(reg, m.latency); err != nil {
+			return nil, err
+		}
+		if errs, err = register(reg, errs); err != nil {
+			return nil, err
+		}
+		if m.protoErrors, err = register(reg, m.protoErrors); err != nil {
+			return nil, err
+		}
+	}
 	for _, d := range []Direction{Inbound, Outbound} {
 		for r := reason(1); r < numReasons; r++ {
 			m.proxyErrors[d][r] = errs.WithLabelValues(d.String(), r.String())
 		}
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.responses, m.latency, errs, m.protoErrors} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("httpproxy: register metrics: %w", err)
-			}
+	return m, nil
+}
+
+// register registers c, or returns the identical collector already there,
+// so that several Proxies (one per direction, say) can share a registry.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(T); ok {
+			return existing, nil
 		}
 	}
-	return m, nil
+	return c, fmt.Errorf("httpproxy: register metrics: %w", err)
 }
 
 func (m *metrics) proxyError(d Direction, r reason) {
