@@ -3,6 +3,8 @@ package proxy
 import (
 	"io"
 	"net"
+	"net/http"
+	"net/netip"
 	"testing"
 
 	"github.com/meshlet/meshlet/proxy/endpoint"
@@ -90,6 +92,52 @@ func BenchmarkOpaqueConnection(b *testing.B) {
 				}
 				c.Close()
 			}
+		})
+	}
+}
+
+// BenchmarkHTTPPath measures HTTP/1.1 keep-alive requests (small response)
+// through the whole stack — listeners, detection, the HTTP layer — on each
+// path: direct, one proxy (outbound), and the mesh path (client proxy → h2
+// over mTLS → server proxy → application). Run with -cpu 1,2 for latency vs
+// throughput.
+func BenchmarkHTTPPath(b *testing.B) {
+	for _, path := range []string{"direct", "proxy", "mesh"} {
+		b.Run(path, func(b *testing.B) {
+			app := httpApp(b)
+			var res endpoint.Static
+			addr := app
+			switch path {
+			case "proxy":
+				res.Set("web.default:80", endpoint.Set{Exists: true, Endpoints: []endpoint.Endpoint{{Addr: netip.MustParseAddrPort(app)}}})
+				addr = startProxy(b, func(c *Config) { withHTTP(c); c.Resolver = &res }).OutboundAddr().String()
+			case "mesh":
+				ca := meshtlstest.NewCA(b, "meshlet.local")
+				srv := startProxy(b, func(c *Config) { withHTTP(c); c.InboundTarget = app; c.Source = ca.Source(b, webID) })
+				res.Set("web.default:80", endpoint.Set{Exists: true, Endpoints: []endpoint.Endpoint{{Addr: srv.InboundAddr(), Identity: webID}}})
+				addr = startProxy(b, func(c *Config) { withHTTP(c); c.Resolver = &res; c.Source = ca.Source(b, appID) }).OutboundAddr().String()
+			}
+			tr := &http.Transport{MaxIdleConnsPerHost: 64}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req, _ := http.NewRequest("GET", "http://"+addr+"/bench", nil)
+				req.Host = "web.default:80"
+				for pb.Next() {
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
 		})
 	}
 }

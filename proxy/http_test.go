@@ -17,7 +17,7 @@ import (
 // httpApp is an HTTP/1.1 and h2c application that names the protocol it
 // was reached with, the Host it saw, and the path; /slow signals arrived
 // (if not nil) and then waits.
-func httpApp(t *testing.T, arrived ...chan struct{}) string {
+func httpApp(t testing.TB, arrived ...chan struct{}) string {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
