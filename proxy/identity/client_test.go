@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	caid "github.com/meshlet/meshlet/identity"
 	"github.com/meshlet/meshlet/proxy/meshtls"
@@ -155,6 +156,17 @@ func TestBackoffAndRenewTiming(t *testing.T) {
 				t.Fatalf("backoff(%d) = %s, want in [%s, %s]", n, d, want/2, want)
 			}
 		}
+	}
+	// Holding a certificate with 4s left: retries stay under 1s.
+	leaf := &x509.Certificate{NotAfter: time.Now().Add(4 * time.Second)}
+	c.svid.Store(&x509svid.SVID{Certificates: []*x509.Certificate{leaf}})
+	if d := c.backoff(10); d > time.Second || d < 400*time.Millisecond {
+		t.Fatalf("backoff with 4s left = %s, want about 0.5s..1s", d)
+	}
+	// Expired: back to the plain backoff, no hammering.
+	leaf.NotAfter = time.Now().Add(-time.Minute)
+	if d := c.backoff(10); d < time.Second {
+		t.Fatalf("backoff with an expired certificate = %s, want >= 1s", d)
 	}
 	now := time.Now()
 	for range 100 {

@@ -149,15 +149,18 @@ func (c *Client) renewIn(now, notAfter time.Time) time.Duration {
 // backoff is the wait after the n-th consecutive failure (n from 0):
 // MinBackoff doubling up to MaxBackoff, then a random point in its upper
 // half, so a fleet that failed together does not retry together. While a
-// certificate is held it stays under a quarter of its remaining life, so
-// that several retries fit before it expires.
+// valid certificate is held it stays under a quarter of its remaining life,
+// so that several retries fit before it expires.
 func (c *Client) backoff(n int) time.Duration {
 	d := c.cfg.MaxBackoff
 	if n < 20 {
 		d = min(c.cfg.MinBackoff<<n, c.cfg.MaxBackoff)
 	}
+	// Once the certificate has expired there is nothing left to save: the
+	// plain exponential backoff applies, so an outage of meshlet-identity
+	// does not turn into a fleet retrying every MinBackoff.
 	if s := c.svid.Load(); s != nil {
-		if left := time.Until(s.Certificates[0].NotAfter) / 4; left < d {
+		if left := time.Until(s.Certificates[0].NotAfter) / 4; left > 0 && left < d {
 			d = max(left, c.cfg.MinBackoff)
 		}
 	}
