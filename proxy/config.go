@@ -96,6 +96,9 @@ type Config struct {
 	// PodName and PodNamespace come from the downward API; the namespace
 	// lets short names ("svc:port") resolve.
 	PodName, PodNamespace string
+	// ServiceAccount is the pod's ServiceAccount (downward API). The
+	// injector composes Identity from it; the proxy only logs it.
+	ServiceAccount string
 
 	// Resolver supplies endpoints for outbound authorities. nil: none is
 	// known, so every connection goes to its original destination.

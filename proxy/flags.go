@@ -40,6 +40,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Identity, "identity", c.Identity, "this proxy's SPIFFE ID")
 	fs.StringVar(&c.PodName, "pod-name", c.PodName, "the pod's name (downward API)")
 	fs.StringVar(&c.PodNamespace, "pod-namespace", c.PodNamespace, "the pod's namespace (downward API)")
+	fs.StringVar(&c.ServiceAccount, "service-account", c.ServiceAccount, "the pod's ServiceAccount (downward API; informational)")
 }
 
 // ApplyEnv sets every flag of fs whose environment variable (EnvName) is

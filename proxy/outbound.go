@@ -27,8 +27,15 @@ func (p *Proxy) outbound(c *net.TCPConn) {
 		p.warnRefused(Outbound, reasonLoop, "refusing a connection to the outbound listener itself", "dst", dst.String())
 		return
 	}
+	// The port that decides: the original destination's, or, for a
+	// direct connection, the listener's own (meshctl dev gives each
+	// upstream its own outbound listener and lists it when opaque).
+	port := p.outAddr.Port()
+	if redirected {
+		port = dst.Port()
+	}
 	var dc *detect.Conn
-	if redirected && p.cfg.OpaquePorts.Contains(dst.Port()) {
+	if p.cfg.OpaquePorts.Contains(port) {
 		p.m.detect.WithLabelValues("outbound", "skipped").Inc()
 		dc = detect.Wrap(c)
 	} else {

@@ -206,7 +206,8 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	p.serving.Store(true)
 	p.log.Info("meshlet-proxy started", "version", version.Version,
 		"outbound", p.outAddr.String(), "inbound", p.inAddr.String(), "admin", p.AdminAddr().String(),
-		"identity", p.cfg.Source != nil, "http", p.http != nil)
+		"identity", p.cfg.Identity, "mtls", p.cfg.Source != nil, "http", p.http != nil,
+		"pod", p.cfg.PodNamespace+"/"+p.cfg.PodName, "service_account", p.cfg.ServiceAccount)
 
 	<-ctx.Done()
 	p.draining.Store(true)

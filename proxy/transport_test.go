@@ -326,3 +326,24 @@ func TestOutboundRetriesAnotherEndpoint(t *testing.T) {
 		t.Errorf("refused = %v, want 0", n)
 	}
 }
+
+// TestOutboundOpaqueListenerPort: a direct connection to an outbound
+// listener whose own port is listed as opaque skips detection (meshctl
+// dev's opaque upstreams), so a server-speaks-first protocol does not wait.
+func TestOutboundOpaqueListenerPort(t *testing.T) {
+	checkNoLeaks(t)
+	app := greeter(t)
+	listen := closedAddr(t)
+	p := startProxy(t, func(c *Config) {
+		c.OutboundAddr = listen
+		c.OpaquePorts = ports(t, listen)
+		c.OutboundFallback = app
+		c.DetectTimeout = 5 * time.Second
+	})
+	if took := readGreeting(t, p.OutboundAddr().String()); took > 2*time.Second {
+		t.Errorf("greeting after %v: detection was not skipped", took)
+	}
+	if n := metric(p.m.detect.WithLabelValues("outbound", "skipped")); n != 1 {
+		t.Errorf("outbound detect skipped = %v, want 1", n)
+	}
+}
