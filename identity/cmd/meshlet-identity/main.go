@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -16,13 +17,21 @@ import (
 	"github.com/meshlet/meshlet/internal/version"
 )
 
-func main() {
-	var (
-		cfg      identity.Config
-		logLevel string
-		showVer  bool
-	)
-	fs := flag.NewFlagSet("meshlet-identity", flag.ExitOnError)
+// options are the command line: the service's Config and the process's own
+// settings.
+type options struct {
+	cfg      identity.Config
+	logLevel slog.Level
+	version  bool
+}
+
+// parseFlags binds the command line to options; errors (and -help) are
+// written to stderr.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	cfg := &o.cfg
+	fs := flag.NewFlagSet("meshlet-identity", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Addr, "addr", ":8080", "gRPC listen address")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":9990", "admin listen address (/metrics, /ready, /live)")
 	fs.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "trust domain of the issued SPIFFE IDs")
@@ -38,24 +47,36 @@ func main() {
 	fs.StringVar(&cfg.Audience, "audience", identity.DefaultAudience, "audience the ServiceAccount tokens must carry")
 	fs.BoolVar(&cfg.TLS, "tls", false, "serve Certify over TLS with a certificate issued to -server-identity (proxies verify it with their trust anchors)")
 	fs.StringVar(&cfg.ServerIdentity, "server-identity", "", "SPIFFE ID of meshlet-identity's own certificate (default spiffe://<trust-domain>/ns/meshlet/sa/meshlet-identity)")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.BoolVar(&showVer, "version", false, "print the version and exit")
-	_ = fs.Parse(os.Args[1:])
-	if showVer {
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("meshlet-identity: unexpected arguments %q", fs.Args())
+		fmt.Fprintln(stderr, err)
+		return o, err
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if err == flag.ErrHelp {
+		return
+	}
+	if err != nil {
+		os.Exit(2) // parseFlags has said why
+	}
+	if o.version {
 		fmt.Println(version.Version)
 		return
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "meshlet-identity: -log-level %q: %v\n", logLevel, err)
-		os.Exit(2)
-	}
-	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-
+	o.cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := identity.Run(ctx, cfg); err != nil {
-		cfg.Log.Error("meshlet-identity failed", "error", err)
+	if err := identity.Run(ctx, o.cfg); err != nil {
+		o.cfg.Log.Error("meshlet-identity failed", "error", err)
 		os.Exit(1)
 	}
 }
