@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -28,12 +29,26 @@ const MaxReviewBytes = 3 << 20
 
 // Handler answers AdmissionReviews on /inject.
 type Handler struct {
-	// Mesh is the injection configuration (defaults applied, validated).
+	// Mesh is the injection configuration (defaults applied, validated),
+	// used until SetMesh installs another.
 	Mesh injector.Config
+	// mesh, when set, replaces Mesh: the configuration reloaded at run time.
+	mesh atomic.Pointer[injector.Config]
 	// Namespaces gives the annotations of the pod's namespace.
 	Namespaces NamespaceSource
 	Metrics    *Metrics
 	Log        *slog.Logger
+}
+
+// SetMesh installs a new mesh configuration for the following requests
+// (requests in flight finish with the one they started with).
+func (h *Handler) SetMesh(c injector.Config) { h.mesh.Store(&c) }
+
+func (h *Handler) meshConfig() injector.Config {
+	if c := h.mesh.Load(); c != nil {
+		return *c
+	}
+	return h.Mesh
 }
 
 // httpError is a request the webhook can't answer with an AdmissionReview.
@@ -155,12 +170,13 @@ func (h *Handler) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		h.Metrics.Errors.WithLabelValues(errNamespace).Inc()
 		h.Log.Warn("namespace lookup failed; deciding from the pod's annotations", "namespace", namespace, "err", err)
 	}
-	d := injector.Decide(&pod.ObjectMeta, &pod.Spec, namespace, nsAnn, h.Mesh)
+	mesh := h.meshConfig()
+	d := injector.Decide(&pod.ObjectMeta, &pod.Spec, namespace, nsAnn, mesh)
 	if !d.Inject {
 		h.Metrics.Skipped.WithLabelValues(string(d.Reason)).Inc()
 		return resp
 	}
-	patch, err := patchFor(req.Object.Raw, &pod, namespace, h.Mesh)
+	patch, err := patchFor(req.Object.Raw, &pod, namespace, mesh)
 	switch {
 	case errors.Is(err, injector.ErrAnnotation):
 		h.Metrics.Errors.WithLabelValues(errAnnotation).Inc()

@@ -13,6 +13,7 @@ const (
 	errNamespace      = "namespace-lookup"
 	errAnnotation     = "invalid-annotation"
 	errConfig         = "config"
+	errConfigReload   = "config-reload"
 	errTLSReload      = "tls-reload"
 	errPanic          = "panic"
 	skipNotPod        = "not-a-pod"

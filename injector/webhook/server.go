@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	s, err := NewServer(ServerOptions{
 		Mesh: mesh, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CertPollInterval: cfg.CertPollInterval,
-		Client: client, Registry: reg, Log: log,
+		Client: client, Registry: reg, Log: log, ReloadMesh: cfg.MeshConfig,
 	})
 	if err != nil {
 		return err
@@ -186,6 +186,9 @@ type ServerOptions struct {
 	Client            kubernetes.Interface
 	Registry          *prometheus.Registry
 	Log               *slog.Logger
+	// ReloadMesh, when set, is called every CertPollInterval; a changed
+	// result replaces Mesh for the following requests.
+	ReloadMesh func() (injector.Config, error)
 }
 
 // Server is the webhook with its namespace cache, certificate reloader and
@@ -197,6 +200,7 @@ type Server struct {
 	registry   *prometheus.Registry
 	poll       time.Duration
 	log        *slog.Logger
+	reloadMesh func() (injector.Config, error)
 }
 
 // NewServer loads the certificate and prepares the namespace informer.
@@ -220,6 +224,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 		registry:   o.Registry,
 		poll:       o.CertPollInterval,
 		log:        o.Log,
+		reloadMesh: o.ReloadMesh,
 	}, nil
 }
 
@@ -266,6 +271,13 @@ func (s *Server) Serve(ctx context.Context, hook, admin net.Listener) error {
 		defer wg.Done()
 		s.certs.Watch(ctx, s.poll, s.log)
 	}()
+	if s.reloadMesh != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			watchMesh(ctx, s.handler, s.reloadMesh, s.poll, s.handler.Metrics, s.log)
+		}()
+	}
 	// Answer the webhook only once namespaces are known: before that, a pod
 	// in an annotated namespace would be let through without its proxy.
 	if err := s.namespaces.Start(ctx); err != nil {
