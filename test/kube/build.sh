@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the kube-apiserver and etcd that the tests run, once, into a cache
+# Builds the kube-apiserver, etcd and kube-controller-manager that the tests
+# run, once, into a cache
 # outside the repository, and prints the folder holding them (only that, on
 # stdout; progress goes to stderr).
 #
@@ -17,7 +18,11 @@ set -euo pipefail
 
 log() { printf 'kube-bins: %s\n' "$*" >&2; }
 
-complete() { [ -x "$1/kube-apiserver" ] && [ -x "$1/etcd" ]; }
+programs="kube-apiserver etcd kube-controller-manager"
+complete() {
+  local p
+  for p in $programs; do [ -x "$1/$p" ] || return 1; done
+}
 
 # A build runs in the background so that a signal reaches the trap at once
 # (bash defers traps until a foreground child ends) and the trap can stop
@@ -86,20 +91,22 @@ main() {
   # Leftovers of builds that were killed (the trap does not run on SIGKILL).
   find "$root" -maxdepth 1 -name '.build-*' ! -path "$tmp" -mmin +120 -exec rm -rf {} + 2>/dev/null || true
 
-  log "building kube-apiserver $kube_version and etcd into $dir (cold: ~5 min, ~2.5 GB RAM)"
+  log "building kube-apiserver and kube-controller-manager $kube_version, and etcd, into $dir (cold: ~8 min, ~2.5 GB RAM)"
   start=$(date +%s)
   cd "$tools"
   export GOWORK=off GOFLAGS="${GOFLAGS:-} -mod=readonly" CGO_ENABLED=0
   local pkg=k8s.io/component-base/version minor=${kube_version#v1.}
   minor=${minor%%.*}
   # Without these /version says v0.0.0-master, and clients warn about skew.
-  run "$go_cmd" build -trimpath -o "$tmp/kube-apiserver" \
-    -ldflags "-s -w -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean" \
-    k8s.io/kubernetes/cmd/kube-apiserver >&2
+  local ldflags="-s -w -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  run "$go_cmd" build -trimpath -o "$tmp/kube-apiserver" -ldflags "$ldflags" k8s.io/kubernetes/cmd/kube-apiserver >&2
+  run "$go_cmd" build -trimpath -o "$tmp/kube-controller-manager" -ldflags "$ldflags" k8s.io/kubernetes/cmd/kube-controller-manager >&2
   run "$go_cmd" build -trimpath -o "$tmp/etcd" -ldflags "-s -w" go.etcd.io/etcd/server/v3 >&2
   { "$go_cmd" version; echo "kube-apiserver $kube_version"; "$tmp/etcd" --version; } >"$tmp/VERSIONS" 2>&1 || true
   complete "$tmp"
   chmod 755 "$tmp" # mktemp made it private
+  # An incomplete $dir can only be an older script's work: replace it.
+  rm -rf "$dir"
   mv -T "$tmp" "$dir"
   trap - EXIT
   log "built in $(( $(date +%s) - start ))s: $dir"

@@ -36,12 +36,16 @@ var ErrNoBinaries = errors.New("kubetest: no kube-apiserver/etcd binaries; run `
 
 // Binaries says where the two programs are.
 type Binaries struct {
-	Dir        string // the folder; both programs are in it
-	APIServer  string
-	Etcd       string
-	FromCache  bool   // found in the build cache rather than through EnvBinDir
-	ExactBuild bool   // the cache entry matches the current wrapper module and Go version
-	Note       string // how they were found, for a test log
+	Dir       string // the folder; both programs are in it
+	APIServer string
+	Etcd      string
+	// ControllerManager is kube-controller-manager, "" when the build has
+	// none (builds before it was added); only Options.ControllerManager
+	// needs it.
+	ControllerManager string
+	FromCache         bool   // found in the build cache rather than through EnvBinDir
+	ExactBuild        bool   // the cache entry matches the current wrapper module and Go version
+	Note              string // how they were found, for a test log
 }
 
 // FindBinaries locates kube-apiserver and etcd: EnvBinDir if set, else the
@@ -81,7 +85,11 @@ func FindBinaries() (Binaries, error) {
 }
 
 func binariesIn(dir string) Binaries {
-	return Binaries{Dir: dir, APIServer: filepath.Join(dir, "kube-apiserver"), Etcd: filepath.Join(dir, "etcd")}
+	b := Binaries{Dir: dir, APIServer: filepath.Join(dir, "kube-apiserver"), Etcd: filepath.Join(dir, "etcd")}
+	if cm := filepath.Join(dir, "kube-controller-manager"); executable(cm) {
+		b.ControllerManager = cm
+	}
+	return b
 }
 
 func complete(b Binaries) bool { return executable(b.APIServer) && executable(b.Etcd) }

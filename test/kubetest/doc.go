@@ -16,7 +16,8 @@
 //	}
 //
 // Start(t) gives a test a cluster of its own, stopped in t.Cleanup; New is
-// the same without testing.TB.
+// the same without testing.TB. MainWith and StartWith take Options, e.g.
+// Options{ControllerManager: true} to run kube-controller-manager too.
 //
 // What a cluster is: etcd v3.7.0 and kube-apiserver v1.37.2 on free
 // 127.0.0.1 ports, with PKI generated in Go for each cluster (a CA, the
@@ -25,8 +26,8 @@
 // service-account signing key), RBAC authorization, the default admission
 // plugins, and --endpoint-reconciler-type=none (required with a loopback
 // address). Its state (PKI, kubeconfig, logs, etcd data) is in a temporary
-// dir, Cluster.Dir. There is no kube-controller-manager, scheduler or
-// kubelet, so:
+// dir, Cluster.Dir. There is no scheduler or kubelet, and unless asked for
+// no kube-controller-manager, so:
 //   - Namespace (and New, for "default") creates the "default"
 //     ServiceAccount and the "kube-root-ca.crt" ConfigMap;
 //   - Deployments make no Pods and Pods are never scheduled or run: create

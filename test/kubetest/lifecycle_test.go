@@ -42,7 +42,11 @@ type footprint struct {
 func (c *Cluster) footprint() footprint {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return footprint{Dir: c.dir, Pids: []int{c.etcd.pid(), c.apiserver.pid()}, Ports: c.ports}
+	fp := footprint{Dir: c.dir, Pids: []int{c.etcd.pid(), c.apiserver.pid()}, Ports: c.ports}
+	if c.kcm != nil {
+		fp.Pids = append(fp.Pids, c.kcm.pid())
+	}
+	return fp
 }
 
 // processesUsing lists the pids whose command line mentions dir: every
@@ -76,8 +80,8 @@ func portFree(port int) bool {
 // checks of its absence afterwards mean something.
 func checkRunning(t *testing.T, fp footprint) {
 	t.Helper()
-	if got := processesUsing(fp.Dir); len(got) != 2 {
-		t.Fatalf("processes using %s: %v, want etcd and kube-apiserver %v", fp.Dir, got, fp.Pids)
+	if got := processesUsing(fp.Dir); len(got) != len(fp.Pids) {
+		t.Fatalf("processes using %s: %v, want the cluster's %v", fp.Dir, got, fp.Pids)
 	}
 	for _, pid := range fp.Pids {
 		if !alive(pid) {

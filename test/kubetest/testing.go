@@ -15,7 +15,16 @@ import (
 // is much cheaper than one per test.
 func Start(tb testing.TB) *Cluster {
 	tb.Helper()
-	c, err := New(context.Background(), Options{Logf: tb.Logf})
+	return StartWith(tb, Options{})
+}
+
+// StartWith is Start with options (opts.Logf defaults to tb.Logf).
+func StartWith(tb testing.TB, opts Options) *Cluster {
+	tb.Helper()
+	if opts.Logf == nil {
+		opts.Logf = tb.Logf
+	}
+	c, err := New(context.Background(), opts)
 	if errors.Is(err, ErrNoBinaries) {
 		tb.Skip(err.Error())
 	}
@@ -35,6 +44,7 @@ func Start(tb testing.TB) *Cluster {
 var shared struct {
 	sync.Mutex
 	inMain  bool
+	opts    Options
 	started bool
 	cluster *Cluster
 	err     error
@@ -47,9 +57,14 @@ var shared struct {
 //
 // The cluster starts at the first Shared call, so `go test -run` of tests
 // that do not need it costs nothing.
-func Main(m *testing.M) {
+func Main(m *testing.M) { MainWith(m, Options{}) }
+
+// MainWith is Main with options for the shared cluster, e.g.
+// Options{ControllerManager: true}.
+func MainWith(m *testing.M, opts Options) {
 	shared.Lock()
 	shared.inMain = true
+	shared.opts = opts
 	shared.Unlock()
 	code := m.Run()
 	shared.Lock()
@@ -81,8 +96,11 @@ func Shared(tb testing.TB) *Cluster {
 		// Not tb.Logf: the cluster outlives this test, and logging through
 		// a finished test panics. The go command shows a passing package's
 		// stderr only with -v.
-		logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-		shared.cluster, shared.err = New(context.Background(), Options{Logf: logf})
+		opts := shared.opts
+		if opts.Logf == nil {
+			opts.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+		}
+		shared.cluster, shared.err = New(context.Background(), opts)
 	}
 	if errors.Is(shared.err, ErrNoBinaries) {
 		tb.Skip(shared.err.Error())
