@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 x/net's Server.ServeConn serves one connection the listener already accepted, detected and (inbound) TLS-terminated, with a GOAWAY drain of that connection alone; net/http's bundled copy of the same server is reachable only through Server.Serve and its own TLS and protocol handling.
+
 package httpproxy
 
 import (

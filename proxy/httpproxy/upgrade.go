@@ -54,8 +54,10 @@ func (c *call) tunnel(res *http.Response) error {
 	// brw.Reader may hold bytes the client sent right after its request.
 	go func() { errc <- pipe(back, brw.Reader) }()
 	go func() { errc <- pipe(front, back) }()
-	err = <-errc
-	// One side ended: end both, so the other copy returns too.
+	// A tunnel's end, clean or not, is not an error of the request: the 101
+	// was its response. When one side ends, both are closed so the other
+	// copy returns too.
+	<-errc
 	front.Close()
 	back.Close()
 	<-errc

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 x/net/http2.Transport is deprecated in favour of net/http's own HTTP/2 client, but its ConnPool hook is what lets the mesh pool key connections by peer identity while keeping the transport's retry of requests a GOAWAY refused; net/http's ClientConn has no such retry. With Go 1.27 x/net wraps net/http anyway.
+
 package httpproxy
 
 import (
