@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshlet/meshlet/proxy/endpoint"
+	"github.com/meshlet/meshlet/proxy/meshtls/meshtlstest"
 )
 
 func TestOutboundFallbackDirect(t *testing.T) {
@@ -345,5 +346,58 @@ func TestOutboundOpaqueListenerPort(t *testing.T) {
 	}
 	if n := metric(p.m.detect.WithLabelValues("outbound", "skipped")); n != 1 {
 		t.Errorf("outbound detect skipped = %v, want 1", n)
+	}
+}
+
+// TestGarbageDoesNotHurt throws malformed openings at both listeners —
+// broken TLS records, truncated HTTP, binary noise, resets mid-detection —
+// and checks the proxy stays healthy and forgets every connection.
+func TestGarbageDoesNotHurt(t *testing.T) {
+	checkNoLeaks(t)
+	ca := meshtlstest.NewCA(t, "meshlet.local")
+	echo := echoServer(t)
+	p := startProxy(t, func(c *Config) {
+		withHTTP(c)
+		c.InboundTarget = echo
+		c.OutboundFallback = echo
+		c.Source = ca.Source(t, webID)
+		c.DetectTimeout = 200 * time.Millisecond
+	})
+	inputs := []string{
+		"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00",         // a ClientHello record too short to be one
+		"\x16\x03\x03\xff\xff\x01" + strings.Repeat("A", 9000), // a record longer than the peek buffer
+		"GET / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: " + strings.Repeat("h", 100<<10) + "\r\n\r\n",
+		h2Preface() + "\x00\x00\x04\x09\x00\x00\x00\x00\x00garbage",
+		"PRI * HTTP/2.0\r\n\r\nXX",
+		"\x00\x01\x02\x03",
+		"",
+	}
+	for _, addr := range []string{p.InboundAddr().String(), p.OutboundAddr().String()} {
+		for i, in := range inputs {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c.Write([]byte(in))
+			if i%2 == 0 {
+				c.(*net.TCPConn).CloseWrite()
+				io.Copy(io.Discard, c)
+			} else {
+				c.(*net.TCPConn).SetLinger(0) // reset mid-way
+			}
+			c.Close()
+		}
+	}
+	eventually(t, "every connection forgotten", func() bool {
+		return metric(p.m.active.WithLabelValues("inbound")) == 0 && metric(p.m.active.WithLabelValues("outbound")) == 0
+	})
+	if code, _ := scrape(t, p.Proxy, "/live"); code != 200 {
+		t.Fatalf("/live = %d after garbage", code)
+	}
+	// And real traffic still flows.
+	if got, err := roundTrip(t, p.OutboundAddr().String(), "\x00still fine"); err != nil || got != "\x00still fine" {
+		t.Fatalf("after garbage: %q, %v", got, err)
 	}
 }
