@@ -364,7 +364,7 @@ func TestGarbageDoesNotHurt(t *testing.T) {
 		c.DetectTimeout = 200 * time.Millisecond
 	})
 	inputs := []string{
-		"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00",         // a ClientHello record too short to be one
+		"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00",             // a ClientHello record too short to be one
 		"\x16\x03\x03\xff\xff\x01" + strings.Repeat("A", 9000), // a record longer than the peek buffer
 		"GET / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: " + strings.Repeat("h", 100<<10) + "\r\n\r\n",
