@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 the pool plugs into x/net/http2.Transport's ConnPool hook (see upstream.go for why that transport is kept).
+
 package httpproxy
 
 import (
