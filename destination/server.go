@@ -77,18 +77,44 @@ func (s *Server) Get(req *pb.GetRequest, stream pb.Destination_GetServer) error 
 	s.m.streamsOpen.Inc()
 	defer s.m.streamsOpen.Dec()
 
+	// A separate goroutine sends, so that this one can end the stream when
+	// its queue overflows even while a Send is blocked by HTTP/2 flow
+	// control (the client stopped reading). Returning closes the stream,
+	// which unblocks that Send; the sender then ends on its own.
 	ctx := stream.Context()
+	stop := make(chan struct{})
+	defer close(stop)
+	sendErr := make(chan error, 1)
+	go s.send(stream, sub, stop, sendErr)
+	select {
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	case err := <-sendErr:
+		return err
+	case <-sub.overflowed:
+		s.m.overflows.Inc()
+		s.cfg.Logger.Warn("destination: stream fell behind, ending it", "authority", req.GetAuthority())
+		return status.Errorf(codes.ResourceExhausted, "destination: stream for %q fell behind (more than %d updates queued); reconnect to resync", req.GetAuthority(), s.cfg.QueueSize)
+	}
+}
+
+// send writes queued updates to the stream until stop is closed or a Send
+// fails.
+func (s *Server) send(stream pb.Destination_GetServer, sub *subscriber, stop <-chan struct{}, errc chan<- error) {
 	for {
 		select {
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case <-sub.overflowed:
-			s.m.overflows.Inc()
-			s.cfg.Logger.Warn("destination: stream fell behind, ending it", "authority", req.GetAuthority())
-			return status.Errorf(codes.ResourceExhausted, "destination: stream for %q fell behind (more than %d updates queued); reconnect to resync", req.GetAuthority(), s.cfg.QueueSize)
+		case <-stop:
+			return
 		case q := <-sub.ch:
+			select {
+			case <-stop:
+				// The handler returned meanwhile: the stream is finished.
+				return
+			default:
+			}
 			if err := stream.Send(q.upd); err != nil {
-				return err
+				errc <- err
+				return
 			}
 			s.m.updatesSent.WithLabelValues(updateType(q.upd)).Inc()
 			if !q.at.IsZero() {
