@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/http2"
 
 	"github.com/meshlet/meshlet/proxy/balance"
 	"github.com/meshlet/meshlet/proxy/endpoint"
@@ -367,8 +366,12 @@ func newClient(t testing.TB, proto Protocol, addr string) *http.Client {
 	}
 	var rt http.RoundTripper
 	if proto == HTTP2 {
-		tr := &http2.Transport{AllowHTTP: true, DisableCompression: true,
-			DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) { return dial(ctx) }}
+		// net/http's own HTTP/2 client (a different build of the x/net
+		// code the proxy uses), with prior knowledge.
+		h2c := new(http.Protocols)
+		h2c.SetUnencryptedHTTP2(true)
+		tr := &http.Transport{DisableCompression: true, Protocols: h2c,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
 		t.Cleanup(tr.CloseIdleConnections)
 		rt = tr
 	} else {
