@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -31,8 +32,18 @@ type metrics struct {
 	proxyErrors [2][numReasons]prometheus.Counter // pre-resolved: direction × reason
 	protoErrors *prometheus.CounterVec
 
-	routes sync.Map // routeKey → *route
+	routes    sync.Map // routeKey → *route
+	numRoutes atomic.Int64
 }
+
+// maxRoutes bounds the label sets the golden metrics may create. The
+// authority comes from the client's Host header, so without a bound a
+// client sending random Hosts would grow memory and the scrape without
+// limit; past the bound new authorities are counted as overflowAuthority.
+const (
+	maxRoutes         = 10000
+	overflowAuthority = "(overflow)"
+)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -143,6 +154,10 @@ func (m *metrics) route(k routeKey) *route {
 	if v, ok := m.routes.Load(k); ok {
 		return v.(*route)
 	}
+	if m.numRoutes.Load() >= maxRoutes && k.authority != overflowAuthority {
+		k.authority = overflowAuthority
+		return m.route(k)
+	}
 	lv := k.labelValues()
 	r := &route{
 		key:       k,
@@ -151,7 +166,10 @@ func (m *metrics) route(k routeKey) *route {
 		latency:   m.latency.WithLabelValues(lv...),
 		responses: make(map[respKey]prometheus.Counter),
 	}
-	v, _ := m.routes.LoadOrStore(k, r)
+	v, loaded := m.routes.LoadOrStore(k, r)
+	if !loaded {
+		m.numRoutes.Add(1)
+	}
 	return v.(*route)
 }
 

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,4 +40,22 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name string, want map[s
 		}
 	}
 	return sum
+}
+
+// Past maxRoutes label sets, new authorities share one overflow series.
+func TestRouteCardinalityBound(t *testing.T) {
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < maxRoutes+50; i++ {
+		m.route(routeKey{dir: Inbound, authority: fmt.Sprintf("host-%d:80", i)}).requests.Inc()
+	}
+	if n := m.numRoutes.Load(); n != maxRoutes+1 {
+		t.Errorf("%d routes, want %d (+1 overflow)", n, maxRoutes+1)
+	}
+	r := m.route(routeKey{dir: Inbound, authority: "new:80"})
+	if r.key.authority != overflowAuthority {
+		t.Errorf("authority %q past the bound, want %q", r.key.authority, overflowAuthority)
+	}
 }

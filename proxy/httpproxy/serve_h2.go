@@ -35,6 +35,7 @@ func (p *Proxy) serveHTTP2(ctx context.Context, c net.Conn, cn *conn) {
 	if err := http2.ConfigureServer(hs, h2s); err != nil {
 		p.log.Warn("http2 server configuration", "error", err)
 		c.Close()
+		cn.killCancel()
 		return
 	}
 	served := make(chan struct{})
