@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -107,5 +108,31 @@ func TestRun(t *testing.T) {
 	}
 	if !bytes.Contains(out.Response.Patch, []byte("BEGIN CERTIFICATE")) {
 		t.Errorf("patch lacks the trust anchors from the file")
+	}
+}
+
+// A server that fails (here: its webhook listener is closed) makes Serve
+// return the error, with its background work stopped, instead of hanging.
+func TestServeReturnsWhenAServerFails(t *testing.T) {
+	c := kubetest.Shared(t)
+	ca := newTestCA(t)
+	certPEM, keyPEM := ca.issue(t, 9)
+	certFile, keyFile := writePair(t, t.TempDir(), certPEM, keyPEM)
+	s, err := NewServer(ServerOptions{Mesh: testMesh(), CertFile: certFile, KeyFile: keyFile, Client: c.Client(), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook, _ := net.Listen("tcp", "127.0.0.1:0")
+	hook.Close()
+	admin, _ := net.Listen("tcp", "127.0.0.1:0")
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background(), hook, admin) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Serve returned nil after its listener failed")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve hung after its listener failed")
 	}
 }

@@ -232,10 +232,14 @@ func NewServer(o ServerOptions) (*Server, error) {
 // until ctx ends, then shuts both down. It owns and closes the listeners.
 func (s *Server) Serve(ctx context.Context, hook, admin net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer s.namespaces.Shutdown()
+	defer func() {
+		// Stop the background work (also when a server failed), then wait
+		// for it: the informer and both watchers end with ctx.
+		cancel()
+		s.namespaces.Shutdown()
+		wg.Wait()
+	}()
 
 	mux := http.NewServeMux()
 	mux.Handle("/inject", s.handler)
