@@ -14,28 +14,54 @@ import "go.yaml.in/yaml/v3"
 // artefact such as "resources: {}" or "creationTimestamp: null" out of the
 // user's YAML.
 func merge(target, before, after *yaml.Node) *yaml.Node {
-	return mergeKey("", target, before, after)
+	var m merger
+	return m.mergeKey("", target, before, after)
+}
+
+// merger records, while it merges, what it did to nodes of the original
+// document, so that splice can redo it as text. Insertions of new keys
+// into existing block mappings can be spliced; anything else (a removal, a
+// changed value, a changed list) sets other, and the document is then
+// re-encoded instead.
+type merger struct {
+	inserts []insertion
+	other   bool
+}
+
+// insertion is a key added to a mapping that exists in the input.
+type insertion struct {
+	mapping    *yaml.Node
+	key, value *yaml.Node
+}
+
+// touch notes a change to n other than an insertion; changes inside new
+// nodes (Line 0) are part of their insertion.
+func (m *merger) touch(n *yaml.Node) {
+	if n != nil && n.Line > 0 {
+		m.other = true
+	}
 }
 
 // mergeKey is merge for the value of key (which decides where new map
 // entries go, see mergeMapping).
-func mergeKey(key string, target, before, after *yaml.Node) *yaml.Node {
+func (m *merger) mergeKey(key string, target, before, after *yaml.Node) *yaml.Node {
 	if before != nil && equal(before, after) && target != nil {
 		return target
 	}
 	switch {
 	case after.Kind == yaml.MappingNode && target != nil && target.Kind == yaml.MappingNode:
-		mergeMapping(key, target, before, after)
+		m.mergeMapping(key, target, before, after)
 		return target
 	case after.Kind == yaml.MappingNode && target == nil && before != nil && before.Kind == yaml.MappingNode:
 		n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-		mergeMapping(key, n, before, after)
+		m.mergeMapping(key, n, before, after)
 		return n
 	case after.Kind == yaml.SequenceNode && target != nil && target.Kind == yaml.SequenceNode:
-		return mergeSequence(target, before, after)
+		return m.mergeSequence(target, before, after)
 	}
 	n := fresh(after)
 	if target != nil {
+		m.touch(target)
 		n.HeadComment, n.LineComment, n.FootComment = target.HeadComment, target.LineComment, target.FootComment
 	}
 	return n
@@ -45,7 +71,7 @@ func mergeKey(key string, target, before, after *yaml.Node) *yaml.Node {
 // sorted, not in a meaningful order, so new entries go at the end.
 var stringMaps = map[string]bool{"annotations": true, "labels": true, "matchLabels": true, "nodeSelector": true, "data": true}
 
-func mergeMapping(parent string, target, before, after *yaml.Node) {
+func (m *merger) mergeMapping(parent string, target, before, after *yaml.Node) {
 	if before != nil && before.Kind != yaml.MappingNode {
 		before = nil
 	}
@@ -56,13 +82,14 @@ func mergeMapping(parent string, target, before, after *yaml.Node) {
 		a, b := get(after, k.Value), get(before, k.Value)
 		switch {
 		case a == nil && b != nil:
+			m.touch(target)
 			continue // the PodFunc removed it
 		case a == nil:
 			// Unknown to the typed model: not ours to touch.
 		case b != nil && equal(a, b):
 			// Unchanged.
 		default:
-			v = mergeKey(k.Value, v, b, a)
+			v = m.mergeKey(k.Value, v, b, a)
 		}
 		kept = append(kept, k, v)
 	}
@@ -79,7 +106,7 @@ func mergeMapping(parent string, target, before, after *yaml.Node) {
 		if b != nil && equal(a, b) {
 			continue // a round-trip artefact, not a change
 		}
-		v := mergeKey(key, nil, b, a)
+		v := m.mergeKey(key, nil, b, a)
 		if v.Kind == yaml.MappingNode && len(v.Content) == 0 && a.Kind == yaml.MappingNode && len(a.Content) > 0 {
 			continue // everything in it was an artefact
 		}
@@ -91,6 +118,9 @@ func mergeMapping(parent string, target, before, after *yaml.Node) {
 			}
 		}
 		k := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}
+		if target.Line > 0 {
+			m.inserts = append(m.inserts, insertion{mapping: target, key: k, value: v})
+		}
 		target.Content = append(target.Content[:pos], append([]*yaml.Node{k, v}, target.Content[pos:]...)...)
 	}
 }
@@ -100,7 +130,7 @@ func mergeMapping(parent string, target, before, after *yaml.Node) {
 // added in front does not look like every container changed. Other lists
 // merge element by element when nothing was added or removed, and are
 // replaced otherwise.
-func mergeSequence(target, before, after *yaml.Node) *yaml.Node {
+func (m *merger) mergeSequence(target, before, after *yaml.Node) *yaml.Node {
 	if before != nil && before.Kind != yaml.SequenceNode {
 		before = nil
 	}
@@ -112,8 +142,9 @@ func mergeSequence(target, before, after *yaml.Node) *yaml.Node {
 		for _, a := range after.Content {
 			name := scalar(get(a, "name"), "")
 			if t, ok := tNames[name]; ok {
-				out = append(out, merge(t, bNames[name], a))
+				out = append(out, m.merge(t, bNames[name], a))
 			} else {
+				m.touch(target) // a new element
 				out = append(out, fresh(a))
 			}
 		}
@@ -123,22 +154,34 @@ func mergeSequence(target, before, after *yaml.Node) *yaml.Node {
 				continue
 			}
 			if _, removed := bNames[name]; removed {
+				m.touch(target)
 				continue
 			}
 			out = append(out, t)
+		}
+		for i := range out {
+			if i >= len(target.Content) || out[i] != target.Content[i] {
+				m.touch(target) // reordered
+				break
+			}
 		}
 		target.Content = out
 		return target
 	}
 	if before != nil && len(target.Content) == len(before.Content) && len(before.Content) == len(after.Content) {
 		for i := range target.Content {
-			target.Content[i] = merge(target.Content[i], before.Content[i], after.Content[i])
+			target.Content[i] = m.merge(target.Content[i], before.Content[i], after.Content[i])
 		}
 		return target
 	}
+	m.touch(target)
 	n := fresh(after)
 	n.HeadComment, n.LineComment, n.FootComment = target.HeadComment, target.LineComment, target.FootComment
 	return n
+}
+
+func (m *merger) merge(target, before, after *yaml.Node) *yaml.Node {
+	return m.mergeKey("", target, before, after)
 }
 
 // names maps each element's "name" to the element, if every element is a

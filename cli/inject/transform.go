@@ -105,6 +105,9 @@ func (t *Transformer) document(source string, doc int, c chunk) ([]byte, []Repor
 	if !changed {
 		return c.raw, w.reports, nil
 	}
+	if out, ok := splice(c, node, &w.m); ok {
+		return out, w.reports, nil
+	}
 	enc, err := encode(node)
 	if err != nil {
 		return nil, nil, &Error{Source: source, Doc: doc, Line: c.line, Err: err}
@@ -124,6 +127,7 @@ func (t *Transformer) document(source string, doc int, c chunk) ([]byte, []Repor
 // walker carries the position of the document being walked, for errors.
 type walker struct {
 	t       *Transformer
+	m       merger // what the merges did, for splice
 	source  string
 	doc     int
 	base    int
@@ -255,7 +259,7 @@ func (w *walker) pod(tmpl *yaml.Node, kind, name, ns, object string) (bool, erro
 		w.t.Metrics.count("unchanged")
 		return false, nil
 	}
-	merge(tmpl, before, after)
+	w.m.merge(tmpl, before, after)
 	w.report(kind, name, ns, w.t.Verb)
 	w.t.Metrics.count("changed")
 	return true, nil
