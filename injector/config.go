@@ -68,6 +68,12 @@ type Config struct {
 	// add more with annotations. Default empty.
 	SkipInboundPorts  string `json:"skipInboundPorts"`
 	SkipOutboundPorts string `json:"skipOutboundPorts"`
+	// DisableIPv6Capture leaves IPv6 traffic uncaptured (meshlet-init
+	// --ipv6=false). IPv6 capture is on by default so that no TCP leaves a
+	// meshed pod unseen; in dual-stack clusters it needs a proxy listening
+	// on [::1]:4140 and [::]:4143, and this switch is for proxies that
+	// don't (docs/injection.md).
+	DisableIPv6Capture bool `json:"disableIPv6Capture"`
 	// TokenExpirationSeconds of the projected ServiceAccount token. The
 	// kubelet refreshes it at 80% of its life. Default 86400 (one day),
 	// minimum 600 (the API server's floor).

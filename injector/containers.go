@@ -128,6 +128,7 @@ func initContainer(cfg Config, s podSettings) corev1.Container {
 	cc := capture.DefaultConfig()
 	cc.SkipInboundPorts = s.skipIn
 	cc.SkipOutboundPorts = s.skipOut
+	cc.IPv6 = !cfg.DisableIPv6Capture
 	return corev1.Container{
 		Name:            InitContainerName,
 		Image:           imageRef(s.image, s.version),

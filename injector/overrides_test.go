@@ -2,6 +2,7 @@ package injector
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -118,6 +119,21 @@ func TestMeshWideSkipPortsMerge(t *testing.T) {
 	}
 	if a := strings.Join(spec.InitContainers[0].Args, " "); !strings.Contains(a, "--skip-outbound-ports=25,3306") {
 		t.Errorf("init args %s", a)
+	}
+}
+
+func TestDisableIPv6Capture(t *testing.T) {
+	for _, disable := range []bool{false, true} {
+		cfg := testConfig()
+		cfg.DisableIPv6Capture = disable
+		spec, err := injectWith(t, nil, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("--ipv6=%t", !disable)
+		if a := strings.Join(spec.InitContainers[0].Args, " "); !strings.Contains(a, want) {
+			t.Errorf("DisableIPv6Capture=%v: init args %s, want %s", disable, a, want)
+		}
 	}
 }
 

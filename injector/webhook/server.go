@@ -100,6 +100,9 @@ func overlayConfig(dst *injector.Config, src injector.Config) {
 	set(&dst.OpaquePorts, src.OpaquePorts)
 	set(&dst.SkipInboundPorts, src.SkipInboundPorts)
 	set(&dst.SkipOutboundPorts, src.SkipOutboundPorts)
+	if src.DisableIPv6Capture {
+		dst.DisableIPv6Capture = true
+	}
 	if src.TokenExpirationSeconds != 0 {
 		dst.TokenExpirationSeconds = src.TokenExpirationSeconds
 	}

@@ -62,5 +62,6 @@ func bindFlags(fs *flag.FlagSet, c *webhook.Config) {
 	fs.StringVar(&m.OpaquePorts, "opaque-ports", "", "ports that skip protocol detection (default "+injector.DefaultOpaquePorts+")")
 	fs.StringVar(&m.SkipInboundPorts, "skip-inbound-ports", "", "inbound ports no pod captures")
 	fs.StringVar(&m.SkipOutboundPorts, "skip-outbound-ports", "", "outbound ports no pod captures")
+	fs.BoolVar(&m.DisableIPv6Capture, "disable-ipv6-capture", false, "leave IPv6 traffic uncaptured (for dual-stack pods whose proxy listens on IPv4 only)")
 	fs.Int64Var(&m.TokenExpirationSeconds, "token-expiration-seconds", 0, "lifetime of the projected ServiceAccount token (default 86400)")
 }
