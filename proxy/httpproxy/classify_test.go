@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"testing"
 )
@@ -70,4 +71,38 @@ func cancelled() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	return ctx
+}
+
+func TestAuthorityOf(t *testing.T) {
+	cases := []struct {
+		origDst    string
+		host, want string
+	}{
+		{"10.0.0.1:8080", "web.default", "web.default:8080"},
+		{"10.0.0.1:8080", "web.default:9000", "web.default:9000"},
+		{"10.0.0.1:8080", "Web.DEFAULT", "web.default:8080"},
+		{"10.0.0.1:8080", "Web.DEFAULT:81", "web.default:81"},
+		{"10.0.0.1:8080", "[::1]", "[::1]:8080"},
+		{"10.0.0.1:8080", "[::1]:81", "[::1]:81"},
+		{"10.0.0.1:8080", "", "10.0.0.1:8080"},
+		{"", "web.default", "web.default:80"},
+	}
+	p, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, tc := range cases {
+		var info ConnInfo
+		if tc.origDst != "" {
+			info.OrigDst = netip.MustParseAddrPort(tc.origDst)
+		}
+		cn := p.newConn(info)
+		for range 2 { // the second time from the per-connection cache
+			if got := cn.authorityOf(tc.host); got != tc.want {
+				t.Errorf("authorityOf(%q) with original destination %q = %q, want %q", tc.host, tc.origDst, got, tc.want)
+			}
+		}
+		cn.killCancel()
+	}
 }

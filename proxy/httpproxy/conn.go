@@ -77,22 +77,41 @@ func (cn *conn) appUpstream() upstream {
 // authorityOf returns the authority of an outbound request's Host: with the
 // original destination's port when Host has none, and the original
 // destination itself when there is no Host (HTTP/1.0).
+//
+// Host names are case-insensitive: an authority is lower-cased (which
+// allocates only for the rare Host with upper case), so that "Web" and
+// "web" share one balancer and one metric series.
 func (cn *conn) authorityOf(host string) string {
 	if host == "" {
 		return cn.origDst
 	}
-	if i := strings.LastIndexByte(host, ':'); i > strings.LastIndexByte(host, ']') {
-		return host
-	}
 	if la := cn.lastAuth.Load(); la != nil && la.host == host {
 		return la.authority
 	}
-	a := host + cn.portSuffix
-	if cn.portSuffix == "" {
-		a = host + ":80"
+	a := host
+	if hasUpper(a) {
+		a = strings.ToLower(a)
 	}
-	cn.lastAuth.Store(&hostAuth{host, a})
+	if i := strings.LastIndexByte(a, ':'); i <= strings.LastIndexByte(a, ']') {
+		if cn.portSuffix != "" {
+			a += cn.portSuffix
+		} else {
+			a += ":80"
+		}
+	}
+	if a != host {
+		cn.lastAuth.Store(&hostAuth{host, a})
+	}
 	return a
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
 
 // routeFor returns the metric handles of a request on this connection that
