@@ -57,7 +57,82 @@ func TestMesh(t *testing.T) {
 			t.Errorf("the app saw %q, want host=%s", body, host)
 		}
 	})
+	t.Run("GRPC", func(t *testing.T) {
+		for _, authority := range []string{"", name + ":" + strconv.Itoa(grpcPort)} {
+			seen := grpcChecks(t, client, vip+":"+strconv.Itoa(grpcPort), authority, 30)
+			if len(seen) < 2 {
+				t.Errorf("authority %q: gRPC calls reached %v, want them spread over the replicas", authority, seen)
+			}
+		}
+	})
+	t.Run("OpaqueServerFirst", func(t *testing.T) {
+		seen := map[string]int{}
+		for range 12 {
+			seen[bannerExchange(t, client, vip+":"+strconv.Itoa(bannerPort))]++
+		}
+		if len(seen) < 2 {
+			t.Errorf("connections reached %v, want them spread over the replicas", seen)
+		}
+	})
+	t.Run("OpaqueClientFirst", func(t *testing.T) {
+		for range 5 {
+			echoExchange(t, client, vip+":"+strconv.Itoa(echoPort), 64<<10)
+		}
+	})
+	t.Run("MutualTLS", func(t *testing.T) {
+		clientID := spiffeID(ns, "client")
+		cm := client.scrape(t)
+		for _, metric := range []string{"meshlet_response_total", "meshlet_tcp_open_total"} {
+			if n := cm.sum(metric, map[string]string{"direction": "outbound", "tls": "true", "dst_namespace": ns, "dst_serviceaccount": "web"}); n == 0 {
+				t.Errorf("the client's proxy reports no mTLS %s to %s/web:\n%s", metric, ns, cm.series(metric))
+			}
+			if n := cm.sum(metric, map[string]string{"direction": "outbound", "tls": "false"}); n != 0 {
+				t.Errorf("the client's proxy reports %v plaintext outbound %s:\n%s", n, metric, cm.series(metric))
+			}
+		}
+		for _, p := range web {
+			wm := p.scrape(t)
+			for _, metric := range []string{"meshlet_response_total", "meshlet_tcp_open_total"} {
+				if n := wm.sum(metric, map[string]string{"direction": "inbound", "tls": "true", "client_id": clientID}); n == 0 {
+					t.Errorf("%s's proxy reports no inbound mTLS %s from %s:\n%s", p.name, metric, clientID, wm.series(metric))
+				}
+			}
+		}
+		// The certificate each server proxy presents names its ServiceAccount
+		// (asked from the node's namespace, where nothing is captured).
+		node := nsDialer{path: m.net.path(m.net.node)}
+		for _, p := range web {
+			if got := peerSPIFFEID(t, node, p.ip+":"+strconv.Itoa(httpPort)); got != spiffeID(ns, "web") {
+				t.Errorf("%s presents %q, want %s", p.name, got, spiffeID(ns, "web"))
+			}
+		}
+	})
+
+	t.Run("PermissiveUnmeshedClient", func(t *testing.T) {
+		plainNS := m.meshedNamespace(t, false)
+		outsider := m.startPod(t, podOptions{namespace: plainNS, name: "outsider", wantMeshed: false})
+		target := web[0]
+		before := target.scrape(t).sum("meshlet_response_total", map[string]string{"direction": "inbound", "tls": "false", "client_id": ""})
+		for range 5 {
+			_, got := httpGet(t, outsider, "http://"+target.ip+":"+strconv.Itoa(httpPort)+"/", "")
+			if got != target.name {
+				t.Errorf("answered by %q, want %s", got, target.name)
+			}
+		}
+		if got := bannerExchange(t, outsider, target.ip+":"+strconv.Itoa(bannerPort)); got != target.name {
+			t.Errorf("opaque answered by %q, want %s", got, target.name)
+		}
+		tm := target.scrape(t)
+		if after := tm.sum("meshlet_response_total", map[string]string{"direction": "inbound", "tls": "false", "client_id": ""}); after-before < 5 {
+			t.Errorf("%s reports %v new plaintext inbound responses, want 5:\n%s", target.name, after-before, tm.series("meshlet_response_total"))
+		}
+		if n := tm.sum("meshlet_tcp_open_total", map[string]string{"direction": "inbound", "tls": "false"}); n == 0 {
+			t.Errorf("%s reports no plaintext inbound TCP:\n%s", target.name, tm.series("meshlet_tcp_open_total"))
+		}
+	})
 }
+
+func spiffeID(ns, sa string) string { return "spiffe://" + trustDomain + "/ns/" + ns + "/sa/" + sa }
 
 // httpGet makes one request from inside p (captured like its app's), with
 // Host set when host is not empty, and returns the body and the answering
