@@ -76,6 +76,9 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
+	// AdminPprof serves Go's profiler at /debug/pprof/ on the admin
+	// listener. Default false.
+	AdminPprof bool
 
 	// DestinationAddr is meshlet-destination's host:port. Default "": no
 	// service discovery; every destination is forwarded to as addressed.

@@ -187,7 +187,7 @@ func (p *Proxy) Registry() *prometheus.Registry { return p.reg }
 // It returns nil after a clean shutdown.
 func (p *Proxy) Serve(ctx context.Context) error {
 	adminSrv := &http.Server{
-		Handler:           admin.Handler(p.reg, p.ready),
+		Handler:           admin.Handler(p.reg, p.ready, p.cfg.AdminPprof),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}

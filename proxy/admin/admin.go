@@ -4,6 +4,7 @@ package admin
 
 import (
 	"net/http"
+	httppprof "net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,8 +19,17 @@ import (
 //     readiness probe and `meshlet-proxy await`.
 //   - /live: 200 while the process serves HTTP at all; a proxy that cannot
 //     even answer this is stuck and should be restarted.
-func Handler(reg *prometheus.Registry, ready func() error) http.Handler {
+//   - /debug/pprof/: Go's profiler, only when pprof is true (it exposes
+//     internals and costs CPU while profiling, so it is opt-in).
+func Handler(reg *prometheus.Registry, ready func() error, pprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if pprof {
+		mux.HandleFunc("GET /debug/pprof/", httppprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", httppprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", httppprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", httppprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg,
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError})))
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {

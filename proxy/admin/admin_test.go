@@ -25,7 +25,7 @@ func TestAdmin(t *testing.T) {
 			return *p
 		}
 		return nil
-	}))
+	}, false))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		t.Helper()
@@ -48,6 +48,7 @@ func TestAdmin(t *testing.T) {
 		{"/metrics", false, 200, "meshlet_test_total 3"},
 		{"/ready", true, 200, "ready"},
 		{"/nope", true, 404, ""},
+		{"/debug/pprof/", true, 404, ""}, // off unless asked for
 	} {
 		if tc.ready {
 			notReady.Store(nil)
@@ -56,5 +57,19 @@ func TestAdmin(t *testing.T) {
 		if code != tc.wantCode || !strings.Contains(body, tc.wantBody) {
 			t.Errorf("GET %s = %d %q, want %d containing %q", tc.path, code, body, tc.wantCode, tc.wantBody)
 		}
+	}
+}
+
+func TestAdminPprof(t *testing.T) {
+	srv := httptest.NewServer(Handler(prometheus.NewRegistry(), func() error { return nil }, true))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "goroutine profile") {
+		t.Fatalf("pprof: %d %.80q", resp.StatusCode, b)
 	}
 }
