@@ -4,7 +4,9 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/meshlet/meshlet/proxy/endpoint"
 	"github.com/meshlet/meshlet/proxy/meshtls"
@@ -37,6 +39,28 @@ func newStrictListenerApp(b *testing.B) string {
 	return l.Addr().String()
 }
 
+// runSequential sends b.N requests one at a time and reports the latency
+// percentiles: the proxy's added latency is the difference to Direct's.
+func runSequential(b *testing.B, c *http.Client, url string) {
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		res, err := c.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
 func runClient(b *testing.B, c *http.Client, url string) {
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -66,6 +90,17 @@ func BenchmarkDirect(b *testing.B) {
 	}
 }
 
+// BenchmarkLatency compares one request at a time directly and over the
+// 2-hop mTLS path (HTTP/1.1 client and app).
+func BenchmarkLatency(b *testing.B) {
+	b.Run("direct", func(b *testing.B) {
+		runSequential(b, newClient(b, HTTP1, benchApp(b)), "http://"+webHost+"/")
+	})
+	b.Run("mesh", func(b *testing.B) {
+		runSequential(b, newClient(b, HTTP1, meshPath(b, HTTP1)), "http://"+webHost+"/")
+	})
+}
+
 func BenchmarkOneProxy(b *testing.B) {
 	for _, proto := range []Protocol{HTTP1, HTTP2} {
 		b.Run(proto.String(), func(b *testing.B) {
@@ -84,22 +119,29 @@ func BenchmarkOneProxy(b *testing.B) {
 func BenchmarkMesh(b *testing.B) {
 	for _, proto := range []Protocol{HTTP1, HTTP2} {
 		b.Run(proto.String(), func(b *testing.B) {
-			app := benchApp(b)
-			ca := meshtlstest.NewCA(b, trustDomain)
-			inSrc := ca.Source(b, webID)
-			in := startProxy(b, Config{Identity: inSrc, InboundTarget: app}, listenOpts{
-				info: ConnInfo{Direction: Inbound},
-				tls:  meshtls.ServerConfig(inSrc, meshtls.ALPNHTTP2, meshtls.ALPNHTTP1),
-			})
-			static := &endpoint.Static{}
-			static.Set(webAuth, endpoint.Set{Exists: true, Endpoints: []endpoint.Endpoint{{
-				Addr: netip.MustParseAddrPort(in.addr), Identity: webID, Protocol: endpoint.ProtocolHTTP2,
-				Labels: map[string]string{"namespace": "default", "service": "web", "pod": "web-0"}}}})
-			out := startProxy(b, Config{Balancers: newCache(b, static), Identity: ca.Source(b, clientID)},
-				listenOpts{info: ConnInfo{Direction: Outbound, Protocol: proto, OrigDst: fakeOrigDst}})
-			runClient(b, newClient(b, proto, out.addr), "http://"+webHost+"/")
+			runClient(b, newClient(b, proto, meshPath(b, proto)), "http://"+webHost+"/")
 		})
 	}
+}
+
+// meshPath starts an app, an inbound proxy in front of it and an outbound
+// proxy routing webAuth to it over mTLS; it returns the outbound listener
+// for proto.
+func meshPath(b *testing.B, proto Protocol) string {
+	app := benchApp(b)
+	ca := meshtlstest.NewCA(b, trustDomain)
+	inSrc := ca.Source(b, webID)
+	in := startProxy(b, Config{Identity: inSrc, InboundTarget: app}, listenOpts{
+		info: ConnInfo{Direction: Inbound},
+		tls:  meshtls.ServerConfig(inSrc, meshtls.ALPNHTTP2, meshtls.ALPNHTTP1),
+	})
+	static := &endpoint.Static{}
+	static.Set(webAuth, endpoint.Set{Exists: true, Endpoints: []endpoint.Endpoint{{
+		Addr: netip.MustParseAddrPort(in.addr), Identity: webID, Protocol: endpoint.ProtocolHTTP2,
+		Labels: map[string]string{"namespace": "default", "service": "web", "pod": "web-0"}}}})
+	out := startProxy(b, Config{Balancers: newCache(b, static), Identity: ca.Source(b, clientID)},
+		listenOpts{info: ConnInfo{Direction: Outbound, Protocol: proto, OrigDst: fakeOrigDst}})
+	return out.addr
 }
 
 // BenchmarkMeshLargeBody streams 1 MiB responses over the 2-hop mTLS path:
