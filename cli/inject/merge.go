@@ -24,8 +24,37 @@ func merge(target, before, after *yaml.Node) *yaml.Node {
 // changed value, a changed list) sets other, and the document is then
 // re-encoded instead.
 type merger struct {
-	inserts []insertion
-	other   bool
+	inserts  []insertion
+	removals []removal
+	other    bool
+}
+
+// removal is a key of an input mapping, or an element of an input list,
+// that the PodFunc removed. next is the key or element after it in the
+// input (nil: it was the last), first the container's first one.
+type removal struct {
+	container, node, next, first *yaml.Node
+}
+
+// remove records the removal of content[i] (a mapping key, whose value is
+// content[i+1], or a list element) from container.
+func (m *merger) remove(container *yaml.Node, i, step int) {
+	content := container.Content
+	if container.Line == 0 {
+		return // inside a new node: nothing in the input to delete
+	}
+	if content[i].Line == 0 {
+		m.other = true
+		return
+	}
+	r := removal{container: container, node: content[i], first: content[0]}
+	for j := i + step; j < len(content); j += step {
+		if content[j].Line > 0 {
+			r.next = content[j]
+			break
+		}
+	}
+	m.removals = append(m.removals, r)
 }
 
 // insertion is a key added to a mapping that exists in the input.
@@ -82,7 +111,7 @@ func (m *merger) mergeMapping(parent string, target, before, after *yaml.Node) {
 		a, b := get(after, k.Value), get(before, k.Value)
 		switch {
 		case a == nil && b != nil:
-			m.touch(target)
+			m.remove(target, i, 2)
 			continue // the PodFunc removed it
 		case a == nil:
 			// Unknown to the typed model: not ours to touch.
@@ -148,19 +177,22 @@ func (m *merger) mergeSequence(target, before, after *yaml.Node) *yaml.Node {
 				out = append(out, fresh(a))
 			}
 		}
-		for _, t := range target.Content {
+		var kept []*yaml.Node // the input's elements that stay, in input order
+		for i, t := range target.Content {
 			name := scalar(get(t, "name"), "")
 			if _, ok := aNames[name]; ok {
+				kept = append(kept, t)
 				continue
 			}
 			if _, removed := bNames[name]; removed {
-				m.touch(target)
+				m.remove(target, i, 1)
 				continue
 			}
+			kept = append(kept, t)
 			out = append(out, t)
 		}
 		for i := range out {
-			if i >= len(target.Content) || out[i] != target.Content[i] {
+			if i >= len(kept) || out[i] != kept[i] {
 				m.touch(target) // reordered
 				break
 			}

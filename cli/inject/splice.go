@@ -18,7 +18,7 @@ import (
 // The result is parsed back and must mean exactly what the merged node
 // tree means, or it is not used.
 func splice(c chunk, doc *yaml.Node, m *merger) ([]byte, bool) {
-	if m.other || len(m.inserts) == 0 {
+	if m.other || len(m.inserts)+len(m.removals) == 0 {
 		return nil, false
 	}
 	nl := "\n"
@@ -96,18 +96,40 @@ func splice(c chunk, doc *yaml.Node, m *merger) ([]byte, bool) {
 		}
 		e.frag.Content = append(e.frag.Content, in.key, in.value)
 	}
-	texts := make(map[*edit][]byte, len(edits))
+	type span struct {
+		start, end int // lines [start, end) are replaced by text
+		text       []byte
+	}
+	var spans []span
 	for _, e := range edits {
 		text, err := encodeFragment(e.frag, indent, compact, e.pad, nl)
 		if err != nil {
 			return nil, false
 		}
-		texts[e] = text
+		spans = append(spans, span{e.at, e.at, text})
 	}
-	// Bottom-up, so earlier line numbers stay right.
-	sort.SliceStable(edits, func(i, j int) bool { return edits[i].at > edits[j].at })
-	for _, e := range edits {
-		lines = append(lines[:e.at], append([][]byte{texts[e]}, lines[e.at:]...)...)
+	for _, r := range m.removals {
+		start, end, ok := removedLines(lines, r)
+		if !ok {
+			return nil, false
+		}
+		spans = append(spans, span{start, end, nil})
+	}
+	// Bottom-up, so earlier line numbers stay right; spans must not
+	// overlap (or touch, where the order of an insertion and a deletion
+	// would be unclear).
+	sort.SliceStable(spans, func(i, j int) bool { return spans[i].start > spans[j].start })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].end > spans[i-1].start || (spans[i].end == spans[i-1].start && (spans[i].start == spans[i].end) != (spans[i-1].start == spans[i-1].end)) {
+			return nil, false
+		}
+	}
+	for _, sp := range spans {
+		var repl [][]byte
+		if sp.text != nil {
+			repl = [][]byte{sp.text}
+		}
+		lines = append(lines[:sp.start], append(repl, lines[sp.end:]...)...)
 	}
 	out := bytes.Join(lines, nil)
 	if !sameMeaning(out, doc) {
@@ -152,6 +174,68 @@ func blockEnd(lines [][]byte, first *yaml.Node) int {
 			continue
 		}
 		break
+	}
+	return end
+}
+
+// removedLines finds the lines of a removed key (with its value) or list
+// element, with the comment lines just above it.
+func removedLines(lines [][]byte, r removal) (start, end int, ok bool) {
+	n := r.node
+	if n.Line < 1 || n.Line > len(lines) {
+		return 0, 0, false
+	}
+	start = n.Line - 1
+	if r.container.Kind == yaml.MappingNode {
+		if !ownLine(lines, n) {
+			return 0, 0, false
+		}
+	} else if !bytes.HasPrefix(bytes.TrimLeft(lines[start], " "), []byte("-")) {
+		return 0, 0, false // the element does not start on its dash's line
+	}
+	for start > 0 && isComment(lines[start-1]) {
+		start--
+	}
+	switch {
+	case r.next != nil:
+		if r.next.Line-1 <= start || r.next.Line > len(lines) {
+			return 0, 0, false
+		}
+		end = r.next.Line - 1
+		for end > start && isComment(lines[end-1]) {
+			end--
+		}
+	case r.container.Kind == yaml.MappingNode:
+		if !ownLine(lines, r.first) {
+			return 0, 0, false
+		}
+		end = blockEnd(lines, r.first)
+	default:
+		dash := bytes.IndexByte(lines[n.Line-1], '-')
+		end = seqEnd(lines, n.Line-1, dash)
+	}
+	return start, end, end > start
+}
+
+// seqEnd returns the line index just past the block list element that
+// starts on line start with its dash at column dash: the first later line
+// indented less, or as much but not another element.
+func seqEnd(lines [][]byte, start, dash int) int {
+	end := len(lines)
+	for i := start + 1; i < len(lines); i++ {
+		l := bytes.TrimRight(lines[i], "\r\n")
+		t := bytes.TrimLeft(l, " ")
+		if len(t) == 0 || t[0] == '#' {
+			continue
+		}
+		ind := len(l) - len(t)
+		if ind < dash || (ind == dash && t[0] != '-') || isMarker(t, "...") {
+			end = i
+			break
+		}
+	}
+	for end > start+1 && len(bytes.TrimSpace(lines[end-1])) == 0 {
+		end--
 	}
 	return end
 }

@@ -3,6 +3,8 @@ package inject
 import (
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // onlyAdded checks that out is in with lines added and none changed or
@@ -85,5 +87,89 @@ func TestSpliceFallsBackToEncoding(t *testing.T) {
 	out, _ := mustTransform(t, sidecar, in)
 	if !strings.Contains(out, "  - name: a # app\n") || !strings.Contains(out, "  - name: data\n    emptyDir: {}\n  - name: tok\n    emptyDir: {}\n") {
 		t.Errorf("re-encoded output:\n%s", out)
+	}
+}
+
+// unsidecar undoes sidecar.
+func unsidecar(pod *corev1.Pod) (string, error) {
+	var ics []corev1.Container
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name != "proxy" {
+			ics = append(ics, c)
+		}
+	}
+	pod.Spec.InitContainers = ics
+	var vs []corev1.Volume
+	for _, v := range pod.Spec.Volumes {
+		if v.Name != "tok" {
+			vs = append(vs, v)
+		}
+	}
+	pod.Spec.Volumes = vs
+	return "", nil
+}
+
+// TestSpliceRemovals: a sidecar added into lists that already existed
+// (re-encoded, as lines cannot simply be added there) is removed again by
+// deleting lines only, whatever the layout around it.
+func TestSpliceRemovals(t *testing.T) {
+	tests := []struct{ name, in string }{
+		{"lists with elements", `apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+spec:
+  initContainers:
+  # the proxy
+  - name: proxy
+    image: proxy:v1
+
+  - name: setup   # keeps
+    image: setup
+  containers:
+  - name: a
+    image: b
+  volumes:
+  - name: data
+    emptyDir: {}
+  - name: tok
+    emptyDir: {}
+`},
+		{"proxy last, indented lists", `apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+spec:
+  initContainers:
+    - name: setup
+      image: setup
+    - name: proxy
+      image: proxy:v1
+      env:
+        - name: X
+          value: "1"
+  containers:
+    - name: a
+      image: b
+  volumes:
+    - name: tok
+      emptyDir: {}
+  restartPolicy: Always
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, reps := mustTransform(t, unsidecar, tt.in)
+			if len(reps) != 1 || reps[0].Result != "injected" {
+				t.Fatalf("reports %v", reps)
+			}
+			removed := onlyAdded(t, out, tt.in) // out is in with lines removed
+			if len(removed) == 0 {
+				t.Fatalf("nothing removed:\n%s", out)
+			}
+			if strings.Contains(out, "proxy") || strings.Contains(out, "tok") {
+				t.Errorf("sidecar left:\n%s", out)
+			}
+		})
 	}
 }
