@@ -3,11 +3,14 @@ package injector
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshlet/meshlet/proxy/capture"
 )
 
 func injectWith(t *testing.T, ann map[string]string, cfg Config) (*corev1.PodSpec, error) {
@@ -220,5 +223,32 @@ func TestIdentityAndServiceAccount(t *testing.T) {
 	}
 	if _, ok := meta.Annotations[AnnotationIdentity]; ok {
 		t.Errorf("identity annotation set without a namespace: %v", meta.Annotations)
+	}
+}
+
+// The init container's arguments are what `meshlet-proxy init` parses back
+// into the capture settings the annotations asked for.
+func TestInitArgsParseBack(t *testing.T) {
+	spec, err := injectWith(t, map[string]string{
+		AnnotationSkipInboundPorts:  "22,9000-9010",
+		AnnotationSkipOutboundPorts: "5432",
+	}, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	init := spec.InitContainers[0]
+	if strings.Join(init.Command, " ") != "meshlet-proxy init" {
+		t.Fatalf("command %v", init.Command)
+	}
+	got := capture.DefaultConfig()
+	var remove bool
+	if err := capture.FlagSet(&got, &remove).Parse(init.Args); err != nil {
+		t.Fatalf("meshlet-proxy init would refuse %v: %v", init.Args, err)
+	}
+	want := capture.DefaultConfig()
+	want.SkipInboundPorts = capture.Ports{{First: 22, Last: 22}, {First: 9000, Last: 9010}}
+	want.SkipOutboundPorts = capture.Ports{{First: 5432, Last: 5432}}
+	if !reflect.DeepEqual(got, want) || remove {
+		t.Errorf("init args %v parse to %+v, want %+v", init.Args, got, want)
 	}
 }

@@ -351,6 +351,29 @@ func TestCaptureInNetworkNamespaces(t *testing.T) {
 		}
 	})
 
+	t.Run("meshlet-proxy init inside the namespace writes the same rules", func(t *testing.T) {
+		// The init container's path: RunInit parses the flags the injector
+		// writes (Config.Args) and runs iptables from PATH, in the pod's
+		// namespace (a child process inherits the namespace of the thread
+		// that starts it).
+		want := iptablesSave(t, p.a, "iptables")
+		if err := Remove(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		err := inNetns(p.a, -1, func() error { return RunInit(ctx, cfg.Args(), &out, &out) })
+		if err != nil {
+			t.Fatalf("RunInit: %v\n%s", err, out.String())
+		}
+		if got := iptablesSave(t, p.a, "iptables"); got != want {
+			t.Errorf("rules from RunInit differ from Apply's:\n%s\nwant:\n%s", got, want)
+		}
+		got, err := dial(p.a, -1, netip.AddrPortFrom(p.bIP4, 8080))
+		if err != nil || got != "outbound "+netip.AddrPortFrom(p.bIP4, 8080).String() {
+			t.Errorf("after RunInit: answered %q (%v)", got, err)
+		}
+	})
+
 	t.Run("remove restores direct connections", func(t *testing.T) {
 		if err := Remove(ctx, cfg); err != nil {
 			t.Fatalf("Remove: %v", err)
