@@ -301,21 +301,26 @@ func FuzzInject(f *testing.F) {
 	f.Add("---\n%YAML 1.2\n---\na: &x [1, *x]\n...\n")
 	f.Add("apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec: {jobTemplate: {spec: {template: {metadata: {annotations: null}, spec: {}}}}}\n")
 	f.Add("apiVersion: v1\nkind: Pod\nmetadata: {name: p, <<: {a: b}}\nspec: {containers: [{name: a, image: b, env: [{name: X}]}], volumes: [{name: v}]}\n")
-	tr := &Transformer{Pod: sidecar, Verb: "injected"}
+	f.Add("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers:\n  - name: proxy\n    image: x\n  volumes:\n  - name: tok\n")
+	trs := []*Transformer{
+		{Pod: sidecar, Verb: "injected"}, {Pod: unsidecar, Verb: "uninjected"}, {Pod: annotate, Verb: "annotated"},
+	}
 	f.Fuzz(func(t *testing.T, in string) {
-		out, _, err := tr.Transform("fuzz.yaml", []byte(in))
-		if err != nil {
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %T is not *Error: %v", err, err)
+		for _, tr := range trs {
+			out, _, err := tr.Transform("fuzz.yaml", []byte(in))
+			if err != nil {
+				var e *Error
+				if !errors.As(err, &e) {
+					t.Fatalf("error %T is not *Error: %v", err, err)
+				}
+				if out != nil {
+					t.Fatalf("output on error")
+				}
+				continue
 			}
-			if out != nil {
-				t.Fatalf("output on error")
+			if err := validStream(out); err != nil {
+				t.Fatalf("%s: output does not parse: %v\n%q", tr.Verb, err, out)
 			}
-			return
-		}
-		if err := validStream(out); err != nil {
-			t.Fatalf("output does not parse: %v\n%q", err, out)
 		}
 	})
 }
