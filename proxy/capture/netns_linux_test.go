@@ -61,10 +61,13 @@ func run(t *testing.T, argv ...string) string {
 func newPods(t *testing.T) *pods {
 	t.Helper()
 	requireNetns(t)
-	var rnd [3]byte
+	pruneStale(t)
+	var rnd [1]byte
 	_, _ = rand.Read(rnd[:])
 	p := &pods{
-		prefix: "mlc" + hex.EncodeToString(rnd[:]),
+		// The test's PID is in the name, so a later run can remove what a
+		// killed run (a -timeout panic runs no cleanup) left behind.
+		prefix: fmt.Sprintf("%s%06x%s", netnsPrefix, os.Getpid(), hex.EncodeToString(rnd[:])),
 		aIP4:   netip.MustParseAddr("10.251.0.1"), bIP4: netip.MustParseAddr("10.251.0.2"),
 		aIP6: netip.MustParseAddr("fd00:251::1"), bIP6: netip.MustParseAddr("fd00:251::2"),
 	}
@@ -89,6 +92,33 @@ func newPods(t *testing.T) *pods {
 		p.ipv6 = err == nil
 	}
 	return p
+}
+
+const netnsPrefix = "mlc"
+
+// pruneStale deletes namespaces (and with them their links) of earlier test
+// processes that no longer exist.
+func pruneStale(t *testing.T) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if !strings.HasPrefix(name, netnsPrefix) || len(name) < len(netnsPrefix)+6 {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscanf(name[len(netnsPrefix):len(netnsPrefix)+6], "%x", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // its test is still running
+		}
+		if err := exec.Command("ip", "netns", "del", name).Run(); err == nil {
+			t.Logf("removed %s, left by test process %d", name, pid)
+		}
+	}
 }
 
 // cleanup removes everything and checks that nothing with the prefix is
