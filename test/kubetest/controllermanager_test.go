@@ -123,13 +123,26 @@ func TestControllerManager(t *testing.T) {
 	})
 
 	// The namespace controller empties and removes a deleted namespace.
-	if err := client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+	// (Not the one above: its Pod is bound to a Node, so its deletion waits
+	// for a kubelet that never comes; DeleteNamespace deletes without grace.)
+	gone := "short-lived"
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gone}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CoreV1().ConfigMaps(gone).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.CoreV1().Namespaces().Delete(ctx, gone, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "namespace deletion by the namespace controller", func() (bool, error) {
-		_, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		_, err := client.CoreV1().Namespaces().Get(ctx, gone, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), err
 	})
+	// And DeleteNamespace copes with the controller working alongside.
+	if err := c.DeleteNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
 
 	// Three processes now, and still nothing left after Stop.
 	fp := c.footprint()
