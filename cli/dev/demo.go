@@ -32,9 +32,9 @@ type demoInstance struct {
 }
 
 var demoInstances = []demoInstance{
-	{2 * time.Millisecond, 0, "healthy: answers in ~2ms"},
-	{20 * time.Millisecond, 0, "slow: answers in ~20ms (10× slower)"},
-	{2 * time.Millisecond, 0.1, "flaky: ~2ms, but 10% of answers are 500s"},
+	{5 * time.Millisecond, 0, "healthy: answers in ~5ms"},
+	{50 * time.Millisecond, 0, "slow: answers in ~50ms (10× slower)"},
+	{5 * time.Millisecond, 0.1, "flaky: ~5ms, but 10% of answers are 500s"},
 }
 
 // Demo runs a local mesh with a three-instance demo service (one slow, one
@@ -59,6 +59,8 @@ func Demo(ctx context.Context, opt DemoOptions) error {
 		}
 		defer os.RemoveAll(dir)
 		opt.StateDir = dir
+	} else if err := os.MkdirAll(opt.StateDir, 0o700); err != nil {
+		return fmt.Errorf("dev: demo: %w", err)
 	}
 	servers, addrs, err := startDemoServers()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -70,7 +71,7 @@ func (s *state) init(trustDomain string) error {
 // tokenFile returns the path of the join token file of proxy name, minting
 // and writing the token on first use.
 func (s *state) tokenFile(name, id string) (string, error) {
-	path := filepath.Join(s.dir, "tokens", filepath.Base(name)+".token")
+	path := filepath.Join(s.dir, "tokens", strings.ReplaceAll(name, "/", "_")+".token")
 	if _, ok := s.tokens[name]; ok {
 		return path, nil
 	}

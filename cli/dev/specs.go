@@ -53,11 +53,11 @@ func (cp controlPlane) destinationSpec(b binaries, st *state) procSpec {
 		Name: "destination",
 		Bin:  b.destination,
 		Args: []string{
-			"-mode", "file",
-			"-file", st.endpoints,
-			"-addr", cp.destination,
-			"-admin-addr", cp.destinationAdmin,
-			"-reload-interval", reloadInterval.String(),
+			"--source", "file",
+			"--file", st.endpoints,
+			"--grpc-addr", cp.destination,
+			"--admin-addr", cp.destinationAdmin,
+			"--file-poll-interval", reloadInterval.String(),
 		},
 		Admin: cp.destinationAdmin,
 	}

@@ -207,3 +207,37 @@ func BenchmarkRequest(b *testing.B) {
 		}
 	})
 }
+
+func TestFirstSampleReplacesDefault(t *testing.T) {
+	var now int64
+	b := New(Config{clock: func() int64 { return now }})
+	b.Update(set(2))
+	fast, slow := b.Endpoints()[0], b.Endpoints()[1]
+	for _, c := range []struct {
+		e   *Endpoint
+		rtt time.Duration
+	}{{fast, 2 * time.Millisecond}, {slow, 20 * time.Millisecond}} {
+		s := c.e.Start()
+		now += int64(c.rtt)
+		c.e.Done(s, false)
+		if got := time.Duration(c.e.RTT()); got != c.rtt {
+			t.Fatalf("estimate after the first %v sample = %v, want the sample itself (not blended with the 30ms default)", c.rtt, got)
+		}
+	}
+	// A later faster sample is blended, not taken outright.
+	s := slow.Start()
+	now += int64(time.Millisecond)
+	slow.Done(s, false)
+	if got := time.Duration(slow.RTT()); got <= time.Millisecond || got >= 20*time.Millisecond {
+		t.Fatalf("second sample not blended: estimate %v", got)
+	}
+	// A first failure does not count as a measurement: it is blended.
+	b.Update(endpoint.Set{Exists: true, Endpoints: []endpoint.Endpoint{{Addr: addr(9)}}})
+	e := b.Endpoints()[0]
+	s = e.Start()
+	now += int64(time.Millisecond)
+	e.Done(s, true)
+	if got := time.Duration(e.RTT()); got >= time.Second {
+		t.Fatalf("a first failure set the estimate to the full penalty: %v", got)
+	}
+}

@@ -27,6 +27,9 @@ type Endpoint struct {
 	rtt   atomic.Uint64
 	stamp atomic.Int64
 	mu    sync.Mutex
+	// measured is false until the first successful sample: until then rtt
+	// holds DefaultRTT, a placeholder rather than a measurement.
+	measured bool
 }
 
 func newEndpoint(ep endpoint.Endpoint, cfg *Config, now int64) *Endpoint {
@@ -73,7 +76,16 @@ func (e *Endpoint) observe(rtt float64, now int64, peak bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cur := math.Float64frombits(e.rtt.Load())
-	if !peak || rtt < cur {
+	switch {
+	case !e.measured && peak:
+		// The first measured latency replaces the default outright.
+		// Blending it with an invented value would hide, for about τ,
+		// how much faster or slower this endpoint is than its peers: with
+		// τ = 10s, steering away from a slow endpoint would take tens of
+		// seconds after every endpoint set change. (Linkerd blends; this
+		// is a deliberate difference.)
+		e.measured = true
+	case !peak || rtt < cur:
 		elapsed := float64(now - e.stamp.Load())
 		if elapsed < 0 {
 			elapsed = 0
