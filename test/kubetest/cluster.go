@@ -271,6 +271,12 @@ func (c *Cluster) CAFile() string { return c.pki.caFile }
 // CAPEM is the CA certificate, PEM-encoded.
 func (c *Cluster) CAPEM() []byte { return append([]byte(nil), c.pki.ca.certPEM...) }
 
+// ServiceAccountKeyFile is the path of the PEM (PKCS#8) ECDSA P-256 key
+// that signs the cluster's service-account tokens: for tests that need a
+// token TokenRequest will not make (expired, odd claims) yet the apiserver
+// verifies.
+func (c *Cluster) ServiceAccountKeyFile() string { return c.pki.saKey }
+
 // Dir is the cluster's state dir; etcd.log and kube-apiserver.log are in it.
 func (c *Cluster) Dir() string { return c.dir }
 

@@ -42,6 +42,10 @@ func TestVersionAndKubeconfig(t *testing.T) {
 	if _, err := client.CoreV1().Namespaces().Get(context.Background(), "kube-system", metav1.GetOptions{}); err != nil {
 		t.Fatalf("kubeconfig client: %v", err)
 	}
+	key, err := os.ReadFile(c.ServiceAccountKeyFile())
+	if err != nil || !strings.Contains(string(key), "BEGIN PRIVATE KEY") {
+		t.Fatalf("ServiceAccountKeyFile %s: %v", c.ServiceAccountKeyFile(), err)
+	}
 	ca, err := os.ReadFile(c.CAFile())
 	if err != nil || !strings.Contains(string(ca), "BEGIN CERTIFICATE") {
 		t.Fatalf("CAFile %s: %v %q", c.CAFile(), err, ca)
