@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -117,10 +118,27 @@ func installed(t *testing.T) *kubetest.Cluster {
 
 func TestInstallAcceptedByAPIServer(t *testing.T) {
 	c := installed(t)
+	ctx := context.Background()
 	for _, comp := range deploy.Components {
-		if _, err := c.Client().AppsV1().Deployments("meshlet").Get(context.Background(), "meshlet-"+comp, metav1.GetOptions{}); err != nil {
-			t.Errorf("deployment %s: %v", comp, err)
+		d, err := c.Client().AppsV1().Deployments("meshlet").Get(ctx, "meshlet-"+comp, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("deployment %s: %v", comp, err)
 		}
+		// No controller makes the Pods here, so make one from the template:
+		// the namespace enforces the "restricted" Pod Security Standard,
+		// and the API server's PodSecurity admission must let it in.
+		pod := &corev1.Pod{ObjectMeta: d.Spec.Template.ObjectMeta, Spec: d.Spec.Template.Spec}
+		pod.GenerateName = d.Name + "-"
+		if _, err := c.Client().CoreV1().Pods("meshlet").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Errorf("a %s pod is refused in its namespace: %v", comp, err)
+		}
+	}
+	// The check above can fail: a pod without the security context is refused.
+	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "plain-"},
+		Spec: corev1.PodSpec{ServiceAccountName: "meshlet-identity", Containers: []corev1.Container{{Name: "a", Image: "b"}}}}
+	if _, err := c.Client().CoreV1().Pods("meshlet").Create(ctx, plain, metav1.CreateOptions{}); err == nil ||
+		!strings.Contains(err.Error(), "restricted") {
+		t.Errorf("a pod violating the restricted standard was not refused: %v", err)
 	}
 	// HA manifests too (PodDisruptionBudgets, affinity), in another
 	// namespace with its own webhook certificate.
