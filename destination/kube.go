@@ -31,6 +31,10 @@ type KubeConfig struct {
 	// TrustDomain is the SPIFFE trust domain of meshed pods' identities;
 	// "" means "cluster.local".
 	TrustDomain string
+	// OpaquePorts is the port list (e.g. "3306,8000-8100") that is opaque
+	// on Services and Pods without an opaque-ports annotation; "" means
+	// DefaultOpaquePorts.
+	OpaquePorts string
 	// ResyncPeriod re-delivers every cached object this often (a safety
 	// net; events carry the changes). 0 disables it.
 	ResyncPeriod time.Duration
@@ -50,8 +54,9 @@ type KubeBackend struct {
 
 	services, slices, pods cache.SharedIndexInformer
 
-	broker *broker[kubeTopic]
-	synced atomic.Bool
+	broker      *broker[kubeTopic]
+	synced      atomic.Bool
+	opaquePorts portSet
 
 	// Events only mark what changed; one worker recomputes, so handlers
 	// never wait on streams and bursts of events coalesce.
@@ -79,6 +84,13 @@ func NewKubeBackend(cfg KubeConfig) (*KubeBackend, error) {
 	if _, err := checkDNSName(cfg.TrustDomain); err != nil {
 		return nil, fmt.Errorf("destination: trust domain: %w", err)
 	}
+	if cfg.OpaquePorts == "" {
+		cfg.OpaquePorts = DefaultOpaquePorts
+	}
+	opaque, err := parsePortSet(cfg.OpaquePorts)
+	if err != nil {
+		return nil, fmt.Errorf("destination: default opaque ports: %w", err)
+	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
@@ -86,10 +98,11 @@ func NewKubeBackend(cfg KubeConfig) (*KubeBackend, error) {
 		cfg.Logger = slog.Default()
 	}
 	k := &KubeBackend{
-		cfg:   cfg,
-		m:     newMetrics(cfg.Registry),
-		dirty: make(map[depKey]time.Time),
-		wake:  make(chan struct{}, 1),
+		opaquePorts: opaque,
+		cfg:         cfg,
+		m:           newMetrics(cfg.Registry),
+		dirty:       make(map[depKey]time.Time),
+		wake:        make(chan struct{}, 1),
 	}
 	k.broker = newBroker(k.compute, k.m)
 	k.factory = informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.ResyncPeriod, informers.WithTransform(trim))

@@ -22,6 +22,7 @@ const (
 // Names the translation looks for on pods.
 const (
 	ProxyVersionAnnotation = "meshlet.io/proxy-version"
+	IdentityAnnotation     = "meshlet.io/identity"
 	ProxyContainerName     = "meshlet-proxy"
 )
 
@@ -64,7 +65,7 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 		out.Labels = map[string]string{"pod-template-hash": h}
 	}
 	for k, v := range p.Annotations {
-		if k == ProxyVersionAnnotation || strings.HasPrefix(k, "config.meshlet.io/") {
+		if k == ProxyVersionAnnotation || k == IdentityAnnotation || strings.HasPrefix(k, "config.meshlet.io/") {
 			if out.Annotations == nil {
 				out.Annotations = make(map[string]string)
 			}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -230,7 +231,7 @@ func (k *KubeBackend) translate(addr netip.AddrPort, in endpointInfo) *pb.Endpoi
 			labels[kind] = name
 		}
 		if meshed(p) {
-			identity = "spiffe://" + k.cfg.TrustDomain + "/ns/" + p.Namespace + "/sa/" + sa
+			identity = k.identityOf(p, sa)
 			proto = endpoint.ProtocolHTTP2
 		}
 		if !opaque {
@@ -304,12 +305,32 @@ func isOpaqueAppProtocol(p *string) bool {
 	return false
 }
 
-// portSetAnnotation parses the opaque-ports annotation; a bad value is
-// counted and logged, and its valid items still apply.
+// identityOf is a meshed pod's SPIFFE ID: the injector's identity
+// annotation when it names this pod's namespace and ServiceAccount (its
+// trust domain may be another than ours), else one derived from them. A
+// pod cannot claim another workload's identity this way, and could not
+// present its certificate anyway.
+func (k *KubeBackend) identityOf(p *corev1.Pod, sa string) string {
+	path := "/ns/" + p.Namespace + "/sa/" + sa
+	if v, ok := p.Annotations[IdentityAnnotation]; ok {
+		id, err := spiffeid.FromString(v)
+		if err == nil && id.Path() == path {
+			return id.String()
+		}
+		k.m.badConfig.WithLabelValues("identity_annotation").Inc()
+		k.cfg.Logger.Warn("destination: ignoring "+IdentityAnnotation+" annotation that does not name the pod's namespace and ServiceAccount",
+			"pod", p.Namespace+"/"+p.Name, "value", v)
+	}
+	return "spiffe://" + k.cfg.TrustDomain + path
+}
+
+// portSetAnnotation parses the opaque-ports annotation; without one the
+// default list applies. A bad value is counted and logged, and its valid
+// items still apply.
 func (k *KubeBackend) portSetAnnotation(ann map[string]string, where string) portSet {
 	v, ok := ann[OpaquePortsAnnotation]
 	if !ok {
-		return nil
+		return k.opaquePorts
 	}
 	set, err := parsePortSet(v)
 	if err != nil {

@@ -109,7 +109,7 @@ func TestTranslation(t *testing.T) {
 	const ns = "shop"
 	httpPort := corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromString("web"), Protocol: corev1.ProtocolTCP}
 	objs := []runtime.Object{
-		newService(ns, "web", "10.96.0.10", httpPort, corev1.ServicePort{Name: "db", Port: 5432, AppProtocol: ptr("tcp")}),
+		newService(ns, "web", "10.96.0.10", httpPort, corev1.ServicePort{Name: "db", Port: 6000, AppProtocol: ptr("tcp")}),
 		newPod(ns, "web-abc12-x1", "10.1.0.1", injected, ownedBy("ReplicaSet", "web-abc12", "abc12")),
 		newPod(ns, "web-abc12-x2", "10.1.0.2", ownedBy("ReplicaSet", "web-abc12", "abc12")),
 		newPod(ns, "web-0", "10.1.0.3", func(p *corev1.Pod) {
@@ -127,7 +127,18 @@ func TestTranslation(t *testing.T) {
 			sliceEP{ip: "10.1.0.5", ready: ptr(false), serving: ptr(true), term: ptr(true)},
 		),
 		newSlice(ns, "web-b", "web", "http", 9090, sliceEP{ip: "10.1.0.3", pod: "web-0", hostname: "web-0"}),
-		newSlice(ns, "web-db", "web", "db", 5432, sliceEP{ip: "10.1.0.1", pod: "web-abc12-x1"}),
+		newSlice(ns, "web-db", "web", "db", 6000, sliceEP{ip: "10.1.0.1", pod: "web-abc12-x1"}),
+		// No annotation: the default list makes 5432 opaque; an injector
+		// identity annotation with another trust domain is used, one naming
+		// another ServiceAccount is not.
+		newService(ns, "pg", "10.96.0.14", corev1.ServicePort{Port: 5432}),
+		newPod(ns, "pg-0", "10.1.0.20", injected, func(p *corev1.Pod) {
+			p.Annotations[IdentityAnnotation] = "spiffe://corp.example/ns/shop/sa/web-sa"
+		}),
+		newPod(ns, "pg-1", "10.1.0.21", injected, func(p *corev1.Pod) {
+			p.Annotations[IdentityAnnotation] = "spiffe://example.org/ns/shop/sa/admin"
+		}),
+		newSlice(ns, "pg-1", "pg", "", 5432, sliceEP{ip: "10.1.0.20", pod: "pg-0"}, sliceEP{ip: "10.1.0.21", pod: "pg-1"}),
 		// A service without selector: a user-managed slice, no pods.
 		newService(ns, "ext", "10.96.0.11", corev1.ServicePort{Port: 443}),
 		newSlice(ns, "ext-1", "ext", "", 8443, sliceEP{ip: "192.168.7.7"}),
@@ -164,8 +175,13 @@ func TestTranslation(t *testing.T) {
 		{"cluster IP", kubeTopic{ip: netip.MustParseAddr("10.96.0.10"), port: 80}, true, wantWeb},
 		{"headless hostname", kubeTopic{namespace: ns, service: "web", hostname: "web-0", port: 80}, true,
 			map[string]*pb.Endpoint{"10.1.0.3:9090": wantWeb["10.1.0.3:9090"]}},
-		{"appProtocol tcp is opaque even when meshed", kubeTopic{namespace: ns, service: "web", port: 5432}, true, map[string]*pb.Endpoint{
-			"10.1.0.1:5432": {Weight: 1, Identity: "spiffe://example.org/ns/shop/sa/web-sa", Protocol: pb.ProtocolHint_PROTOCOL_HINT_OPAQUE,
+		{"default opaque ports, identity annotation", kubeTopic{namespace: ns, service: "pg", port: 5432}, true, map[string]*pb.Endpoint{
+			"10.1.0.20:5432": {Weight: 1, Identity: "spiffe://corp.example/ns/shop/sa/web-sa", Protocol: pb.ProtocolHint_PROTOCOL_HINT_OPAQUE,
+				MetricLabels: map[string]string{"namespace": ns, "service": "pg", "pod": "pg-0", "serviceaccount": "web-sa"}},
+			"10.1.0.21:5432": {Weight: 1, Identity: "spiffe://example.org/ns/shop/sa/web-sa", Protocol: pb.ProtocolHint_PROTOCOL_HINT_OPAQUE,
+				MetricLabels: map[string]string{"namespace": ns, "service": "pg", "pod": "pg-1", "serviceaccount": "web-sa"}}}},
+		{"appProtocol tcp is opaque even when meshed", kubeTopic{namespace: ns, service: "web", port: 6000}, true, map[string]*pb.Endpoint{
+			"10.1.0.1:6000": {Weight: 1, Identity: "spiffe://example.org/ns/shop/sa/web-sa", Protocol: pb.ProtocolHint_PROTOCOL_HINT_OPAQUE,
 				MetricLabels: wantWeb["10.1.0.1:8080"].MetricLabels}}},
 		{"service opaque-ports annotation", kubeTopic{namespace: ns, service: "opq", port: 3306}, true, map[string]*pb.Endpoint{
 			"10.1.0.1:3306": {Weight: 1, Identity: "spiffe://example.org/ns/shop/sa/web-sa", Protocol: pb.ProtocolHint_PROTOCOL_HINT_OPAQUE,
@@ -208,6 +224,9 @@ func TestTranslation(t *testing.T) {
 	}
 	if got := value(k.m.badConfig.WithLabelValues("opaque_ports_annotation")); got == 0 {
 		t.Error("bad opaque-ports annotation not counted")
+	}
+	if got := value(k.m.badConfig.WithLabelValues("identity_annotation")); got == 0 {
+		t.Error("foreign identity annotation not counted")
 	}
 }
 

@@ -11,6 +11,12 @@ import (
 // "3306,5432,8000-8100".
 const OpaquePortsAnnotation = "config.meshlet.io/opaque-ports"
 
+// DefaultOpaquePorts are opaque when a Service or Pod has no opaque-ports
+// annotation: server-speaks-first protocols (SMTP, MySQL, PostgreSQL,
+// Redis, ...) that protocol detection would stall. It is the proxy's
+// default list too (docs/annotations.md); an annotation replaces it.
+const DefaultOpaquePorts = "25,587,3306,4444,5432,6379,9300,11211"
+
 // portRange is an inclusive range of ports.
 type portRange struct{ lo, hi uint16 }
 

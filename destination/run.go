@@ -40,8 +40,8 @@ type Config struct {
 	// Kubeconfig is the kubeconfig file for SourceKubernetes; "" means the
 	// in-cluster configuration.
 	Kubeconfig string
-	// ClusterDomain and TrustDomain: see KubeConfig.
-	ClusterDomain, TrustDomain string
+	// ClusterDomain, TrustDomain and OpaquePorts: see KubeConfig.
+	ClusterDomain, TrustDomain, OpaquePorts string
 	// File and FilePollInterval: see FileConfig.
 	File             string
 	FilePollInterval time.Duration
@@ -120,7 +120,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("destination: kubernetes client: %w", err)
 		}
-		kb, err := NewKubeBackend(KubeConfig{Client: cs, ClusterDomain: cfg.ClusterDomain, TrustDomain: cfg.TrustDomain, Registry: reg, Logger: cfg.Logger})
+		kb, err := NewKubeBackend(KubeConfig{Client: cs, ClusterDomain: cfg.ClusterDomain, TrustDomain: cfg.TrustDomain, OpaquePorts: cfg.OpaquePorts, Registry: reg, Logger: cfg.Logger})
 		if err != nil {
 			return err
 		}

@@ -45,6 +45,7 @@ func main() {
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	f.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "DNS suffix of service names")
 	f.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of meshed pods")
+	f.StringVar(&cfg.OpaquePorts, "default-opaque-ports", destination.DefaultOpaquePorts, "ports that are opaque on Services and Pods without a config.meshlet.io/opaque-ports annotation")
 	f.StringVar(&cfg.File, "file", "", "YAML endpoints file for --source=file")
 	f.DurationVar(&cfg.FilePollInterval, "file-poll-interval", destination.DefaultFilePollInterval, "how often the file is checked for changes")
 	f.IntVar(&cfg.QueueSize, "queue-size", destination.DefaultQueueSize, "per-stream queue of unsent updates; a stream that fills it is ended")
