@@ -45,6 +45,10 @@ type Config struct {
 	// Kubeconfig is the path of a kubeconfig (ModeKubernetes); "" means the
 	// in-cluster configuration.
 	Kubeconfig string
+	// KubeQPS and KubeBurst limit the rate of TokenReview calls to the API
+	// server; default 200 and 500 (DefaultKubeQPS, DefaultKubeBurst).
+	KubeQPS   float32
+	KubeBurst int
 	// KubeClient, if set, is used instead of building one from Kubeconfig
 	// (tests, embedding).
 	KubeClient kubernetes.Interface
@@ -83,6 +87,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Lifetime == 0 {
 		c.Lifetime = DefaultLifetime
+	}
+	if c.KubeQPS == 0 {
+		c.KubeQPS = DefaultKubeQPS
+	}
+	if c.KubeBurst == 0 {
+		c.KubeBurst = DefaultKubeBurst
 	}
 	if c.Audience == "" {
 		c.Audience = DefaultAudience
@@ -137,3 +147,11 @@ func (c *Config) Validate() error {
 // DefaultReloadInterval is how often the CA and join tokens files are
 // polled for changes.
 const DefaultReloadInterval = 5 * time.Second
+
+// Client-side limits of TokenReview calls. A fleet renewing at once queues
+// behind them (a call waits up to TokenReviewer.Timeout) instead of
+// failing; the API server's own priority and fairness protect it beyond.
+const (
+	DefaultKubeQPS   = 200
+	DefaultKubeBurst = 500
+)

@@ -71,7 +71,7 @@ func NewServer(cfg Config) (*Server, error) {
 	case ModeKubernetes:
 		client := cfg.KubeClient
 		if client == nil {
-			client, err = kubeClient(cfg.Kubeconfig)
+			client, err = kubeClient(cfg)
 			if err != nil {
 				return nil, err
 			}
@@ -93,19 +93,29 @@ func NewServer(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+func kubeClient(cfg Config) (kubernetes.Interface, error) {
 	var (
 		rc  *rest.Config
 		err error
 	)
-	if kubeconfig == "" {
+	if cfg.Kubeconfig == "" {
 		rc, err = rest.InClusterConfig()
 	} else {
-		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("identity: kubernetes client config: %w", err)
 	}
+	return newKubeClient(rc, cfg.KubeQPS, cfg.KubeBurst)
+}
+
+// newKubeClient applies the rate limits: client-go's defaults (5 QPS,
+// burst 10) would make 1,000 proxies renewing together wait 200 s for their
+// TokenReviews.
+func newKubeClient(rc *rest.Config, qps float32, burst int) (kubernetes.Interface, error) {
+	rc = rest.CopyConfig(rc)
+	rc.QPS, rc.Burst = qps, burst
+	rc.UserAgent = "meshlet-identity"
 	c, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("identity: kubernetes client: %w", err)

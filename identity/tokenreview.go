@@ -31,7 +31,8 @@ type TokenReviewer struct {
 	TrustDomain spiffeid.TrustDomain
 	// Audience the token must carry; "" means DefaultAudience.
 	Audience string
-	// Timeout of one TokenReview call; 0 means 5s.
+	// Timeout of one TokenReview call, the wait for the client's rate
+	// limiter included; 0 means 30s. The caller's deadline applies too.
 	Timeout time.Duration
 }
 
@@ -43,7 +44,7 @@ func (r *TokenReviewer) Authenticate(ctx context.Context, token []byte) (spiffei
 	}
 	timeout := r.Timeout
 	if timeout == 0 {
-		timeout = 5 * time.Second
+		timeout = 30 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -39,7 +39,8 @@ type Config struct {
 	// a certificate is held, the wait is also kept under a quarter of its
 	// remaining life.
 	MinBackoff, MaxBackoff time.Duration
-	// RequestTimeout bounds one Certify call; 0 means 10s.
+	// RequestTimeout bounds one Certify call; 0 means 30s (a fleet renewing
+	// at once queues behind meshlet-identity's TokenReview rate limit).
 	RequestTimeout time.Duration
 	// Registry receives the metrics; required.
 	Registry prometheus.Registerer
@@ -60,7 +61,7 @@ func (c *Config) setDefaults() {
 		c.MaxBackoff = 30 * time.Second
 	}
 	if c.RequestTimeout == 0 {
-		c.RequestTimeout = 10 * time.Second
+		c.RequestTimeout = 30 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/meshlet/meshlet/identity"
@@ -44,6 +45,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&cfg.Backdate, "cert-backdate", identity.DefaultBackdate, "how far NotBefore is set in the past, for clock skew (negative: none)")
 	fs.StringVar(&cfg.JoinTokensFile, "join-tokens-file", "", "join tokens file, one \"<token> <spiffe-id>\" per line (local mode)")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig path (kubernetes mode); empty: in-cluster configuration")
+	cfg.KubeQPS = identity.DefaultKubeQPS
+	fs.Func("kube-api-qps", fmt.Sprintf("TokenReview requests per second to the API server (default %d)", identity.DefaultKubeQPS), func(v string) error {
+		f, err := strconv.ParseFloat(v, 32)
+		cfg.KubeQPS = float32(f)
+		return err
+	})
+	fs.IntVar(&cfg.KubeBurst, "kube-api-burst", identity.DefaultKubeBurst, "burst of TokenReview requests above -kube-api-qps")
 	fs.StringVar(&cfg.Audience, "audience", identity.DefaultAudience, "audience the ServiceAccount tokens must carry")
 	fs.BoolVar(&cfg.TLS, "tls", false, "serve Certify over TLS with a certificate issued to -server-identity (proxies verify it with their trust anchors)")
 	fs.StringVar(&cfg.ServerIdentity, "server-identity", "", "SPIFFE ID of meshlet-identity's own certificate (default spiffe://<trust-domain>/ns/meshlet/sa/meshlet-identity)")
