@@ -51,6 +51,8 @@ type call struct {
 	grpcStatus string      // grpc-status sent downstream, "" if none
 	wrote      bool        // the response head was sent: errors can only abort now
 	answered   bool        // that head was the proxy's own error response
+	closeConn  bool        // the error response closes the connection
+	rejected   error       // why the request is refused before routing
 
 	url  url.URL
 	body noCloseBody

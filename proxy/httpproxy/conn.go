@@ -25,6 +25,9 @@ type conn struct {
 
 	// kill ends this connection's upgraded tunnels: when its drain expires
 	// or the Proxy is closed.
+	h1         *h1Conn // HTTP/1 connections: the raw connection, with its framing follower
+	h1Requests int     // requests handled so far on h1, in the serving goroutine
+
 	kill       context.Context
 	killCancel context.CancelFunc
 	tunnels    sync.WaitGroup
@@ -53,6 +56,20 @@ func (p *Proxy) newConn(info ConnInfo) *conn {
 // the direction's stack.
 func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{parent: r.Context(), conn: cn, w: w, r: r}
+	if cn.h1 != nil {
+		i := cn.h1Requests
+		cn.h1Requests++
+		if cn.h1.fr.conflict(i) {
+			// Both Content-Length and Transfer-Encoding: answered 400, and
+			// the connection closed, since where this request ends is
+			// exactly what is in doubt.
+			cn.p.metrics.protocolError(cn.info.Direction, "http1", "content-length-and-transfer-encoding")
+			c.closeConn = true
+			c.rejected = errorf(reasonBadRequest, "request with both Content-Length and Transfer-Encoding")
+			_ = cn.p.reject(c)
+			return
+		}
+	}
 	c.upgrade, c.teTrailers = stripHopByHop(r.Header)
 	if cn.info.Direction == Outbound {
 		delete(r.Header, hdrOrigProto) // only proxies may say this

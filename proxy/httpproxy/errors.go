@@ -141,6 +141,9 @@ func (c *call) writeError(err error) reason {
 	h := c.w.Header()
 	clear(h)
 	h["Meshlet-Proxy-Error"] = []string{info.name}
+	if c.closeConn {
+		h["Connection"] = []string{"close"}
+	}
 	if isGRPC(c.r) {
 		// Trailers-Only: a gRPC client reads the status from the headers of
 		// a response that ends right away.

@@ -123,7 +123,7 @@ type Proxy struct {
 	metrics *metrics
 	up      *upstreams
 
-	inbound, outbound step // the layer stacks, built once in New (stack.go)
+	inbound, outbound, reject step // the layer stacks, built once in New (stack.go)
 
 	eps epCache
 

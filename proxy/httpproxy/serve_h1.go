@@ -45,7 +45,10 @@ func (p *Proxy) serveHTTP1(ctx context.Context, c net.Conn, cn *conn) {
 		}
 	})
 	stopKill := context.AfterFunc(cn.kill, func() { srv.Close() })
-	_ = srv.Serve(&oneConnListener{c: &h1Conn{Conn: c, cn: cn}, done: done, ctx: ctx})
+	hc := &h1Conn{Conn: c, cn: cn}
+	hc.fr.limit = p.cfg.MaxHeaderBytes + 4096 + 1024 // net/http's own slack, and then some
+	cn.h1 = hc
+	_ = srv.Serve(&oneConnListener{c: hc, done: done, ctx: ctx})
 	select {
 	case <-done:
 	default: // ctx ended: no new requests; the one in flight finishes
@@ -91,9 +94,21 @@ func (l *oneConnListener) Addr() net.Addr { return l.c.LocalAddr() }
 // line followed by exactly serverErrorHeaders; a response the proxy
 // forwards always has its headers sorted (Connection before Content-Type)
 // and a Date, so it never matches.
+//
+// It also feeds what the client sends to a framing follower, which finds
+// requests with both Content-Length and Transfer-Encoding (framing.go).
 type h1Conn struct {
 	net.Conn
 	cn *conn
+	fr framing
+}
+
+func (c *h1Conn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.fr.feed(b[:n])
+	}
+	return n, err
 }
 
 var (

@@ -37,6 +37,9 @@ func (p *Proxy) buildStacks() {
 		p.deadline,
 		p.local, // the application: Config.InboundTarget or 127.0.0.1:<original port>
 	)
+	// A request refused before routing (conn.ServeHTTP) is still answered
+	// and counted like any other.
+	p.reject = chain(func(c *call) error { return c.rejected }, p.observe, p.respond)
 }
 
 func (p *Proxy) observe(next step) step {

@@ -1,0 +1,220 @@
+package httpproxy
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// framing follows the message boundaries of the bytes an HTTP/1 client
+// sends, only to find requests that carry both Content-Length and
+// Transfer-Encoding. net/http accepts those (RFC 9112 section 6.3 lets the
+// chunked framing win), removing Content-Length before the handler can see
+// it; but such a request is most likely a smuggling attempt against some
+// other hop, and the proxy answers it 400 instead of forwarding it.
+//
+// It agrees with net/http on well-formed input. On anything else (a bare
+// parse doubt, a head over the limit, an upgrade or CONNECT, after which the
+// bytes are no longer HTTP) it stops following for good and flags nothing
+// more: net/http's own parsing, which is what forwards requests, is never
+// overruled except by a positive finding.
+type framing struct {
+	mu        sync.Mutex
+	state     framingState
+	buf       []byte // the head or chunk line being accumulated
+	remain    int64  // bytes left in a body or chunk
+	heads     int    // request heads completed
+	conflicts []int  // indexes of the heads with both framings
+	limit     int    // longest head followed
+}
+
+type framingState uint8
+
+const (
+	fsHead framingState = iota
+	fsBody
+	fsChunkSize
+	fsChunkData
+	fsChunkCRLF
+	fsTrailer
+	fsOff
+)
+
+// maxChunkLine bounds a chunk-size or trailer line.
+const maxChunkLine = 4096
+
+// feed consumes bytes the client sent, in order.
+func (f *framing) feed(b []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for len(b) > 0 && f.state != fsOff {
+		switch f.state {
+		case fsHead:
+			b = f.feedHead(b)
+		case fsBody, fsChunkData:
+			n := int64(len(b))
+			if n > f.remain {
+				n = f.remain
+			}
+			f.remain -= n
+			b = b[n:]
+			if f.remain == 0 {
+				if f.state == fsBody {
+					f.state = fsHead
+				} else {
+					f.state = fsChunkCRLF
+				}
+			}
+		case fsChunkCRLF:
+			f.buf = append(f.buf, b[0])
+			b = b[1:]
+			if len(f.buf) == 2 {
+				if string(f.buf) != "\r\n" {
+					f.state = fsOff
+				} else {
+					f.buf = f.buf[:0]
+					f.state = fsChunkSize
+				}
+			}
+		case fsChunkSize, fsTrailer:
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				f.buf = append(f.buf, b...)
+				b = nil
+				if len(f.buf) > maxChunkLine {
+					f.state = fsOff
+				}
+				continue
+			}
+			f.buf = append(f.buf, b[:i]...)
+			b = b[i+1:]
+			line := strings.TrimSuffix(string(f.buf), "\r")
+			f.buf = f.buf[:0]
+			f.line(line)
+		}
+	}
+}
+
+func (f *framing) line(line string) {
+	if f.state == fsTrailer {
+		if line == "" {
+			f.state = fsHead
+		}
+		return
+	}
+	if i := strings.IndexByte(line, ';'); i >= 0 {
+		line = line[:i]
+	}
+	n, err := strconv.ParseUint(strings.TrimRight(line, " \t"), 16, 63)
+	if err != nil {
+		f.state = fsOff
+		return
+	}
+	if n == 0 {
+		f.state = fsTrailer
+		return
+	}
+	f.remain, f.state = int64(n), fsChunkData
+}
+
+// feedHead accumulates a request head and, once complete, decides how its
+// body is framed. It returns the bytes after the head.
+func (f *framing) feedHead(b []byte) []byte {
+	start := len(f.buf)
+	f.buf = append(f.buf, b...)
+	// The head ends at an empty line; net/http accepts bare LF line ends.
+	from := max(start-2, 0)
+	end := -1
+	for i := from; i < len(f.buf); i++ {
+		if f.buf[i] != '\n' {
+			continue
+		}
+		if i+1 < len(f.buf) && f.buf[i+1] == '\n' {
+			end = i + 2
+			break
+		}
+		if i+2 < len(f.buf) && f.buf[i+1] == '\r' && f.buf[i+2] == '\n' {
+			end = i + 3
+			break
+		}
+	}
+	if end < 0 {
+		if len(f.buf) > f.limit {
+			f.state = fsOff
+		}
+		return nil
+	}
+	rest := b[len(b)-(len(f.buf)-end):]
+	f.head(string(f.buf[:end]))
+	f.buf = f.buf[:0]
+	return rest
+}
+
+// head reads the framing headers of a complete request head.
+func (f *framing) head(h string) {
+	index := f.heads
+	f.heads++
+	lines := strings.Split(h, "\n")
+	if strings.HasPrefix(lines[0], "CONNECT ") {
+		f.state = fsOff
+		return
+	}
+	var cl, te []string
+	upgrade := false
+	for _, l := range lines[1:] {
+		l = strings.TrimSuffix(l, "\r")
+		name, value, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		value = strings.TrimSpace(value)
+		switch {
+		case strings.EqualFold(name, "Content-Length"):
+			cl = append(cl, value)
+		case strings.EqualFold(name, "Transfer-Encoding"):
+			te = append(te, value)
+		case strings.EqualFold(name, "Upgrade"):
+			upgrade = true
+		}
+	}
+	switch {
+	case upgrade:
+		f.state = fsOff // after a 101 the bytes are not HTTP
+	case len(te) > 0:
+		if len(cl) > 0 {
+			f.conflicts = append(f.conflicts, index)
+		}
+		// net/http ignores Transfer-Encoding below HTTP/1.1 and frames by
+		// Content-Length alone: not worth following further.
+		http11 := strings.HasSuffix(strings.TrimSuffix(lines[0], "\r"), " HTTP/1.1")
+		if http11 && len(te) == 1 && strings.EqualFold(te[0], "chunked") {
+			f.state = fsChunkSize
+		} else {
+			f.state = fsOff // net/http answers 501 and closes
+		}
+	case len(cl) > 0:
+		n, err := strconv.ParseUint(cl[0], 10, 63) // as net/http: no sign
+		for _, v := range cl[1:] {
+			if v != cl[0] {
+				err = strconv.ErrSyntax
+			}
+		}
+		if err != nil {
+			f.state = fsOff // net/http answers 400 and closes
+		} else if n > 0 {
+			f.remain, f.state = int64(n), fsBody
+		}
+	}
+}
+
+// conflict reports whether request head number i (from 0) carried both
+// Content-Length and Transfer-Encoding.
+func (f *framing) conflict(i int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for len(f.conflicts) > 0 && f.conflicts[0] < i {
+		f.conflicts = f.conflicts[1:]
+	}
+	return len(f.conflicts) > 0 && f.conflicts[0] == i
+}
