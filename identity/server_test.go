@@ -362,3 +362,46 @@ func certifyConcurrently(t testing.TB, addr string, reqs []*identitypb.CertifyRe
 	wg.Wait()
 	return time.Since(t0), errs
 }
+
+// TestIssuerExpiry: an issuer that expires while in use makes the service
+// not ready and Certify refuse with issuer_unavailable, and leaves never
+// outlive it.
+func TestIssuerExpiry(t *testing.T) {
+	web := "spiffe://meshlet.test/ns/dev/sa/web"
+	toks := newTokens(t, web)
+	s := startLocal(t, toks, time.Hour)
+	short, err := NewIssuer(s.ca.root, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ca.write(t, s.ca.root.CertPEM, short)
+	m := s.srv.service.cfg.Metrics
+	waitFor(t, func() bool { return value(t, m.issuerReloads.WithLabelValues("ok")) == 2 })
+	req := &identitypb.CertifyRequest{Token: []byte(toks[0].Token),
+		CsrDer: csrFor(t, p256Key(t), x509.CertificateRequest{}, web), Identity: web}
+	resp, err := s.client.Certify(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuerEnd := s.srv.issuer.Current().Certificate().NotAfter
+	if got := resp.ValidUntil.AsTime(); got.After(issuerEnd) {
+		t.Fatalf("leaf valid until %s, after its issuer (%s)", got, issuerEnd)
+	}
+	time.Sleep(time.Until(issuerEnd) + 50*time.Millisecond)
+	_, err = s.client.Certify(context.Background(), req)
+	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "issuer expired") {
+		t.Fatalf("certify with an expired issuer: %v", err)
+	}
+	if got := value(t, m.refused.WithLabelValues("issuer_unavailable")); got != 1 {
+		t.Fatalf("refused{issuer_unavailable} = %v", got)
+	}
+	resp2, err := http.Get("http://" + s.adminAddr + "/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "issuer expired") {
+		t.Fatalf("/ready: %d %s", resp2.StatusCode, body)
+	}
+}
