@@ -2,8 +2,6 @@ package httpproxy
 
 import (
 	"bytes"
-	"strconv"
-	"strings"
 	"sync"
 )
 
@@ -89,33 +87,46 @@ func (f *framing) feed(b []byte) {
 			}
 			f.buf = append(f.buf, b[:i]...)
 			b = b[i+1:]
-			line := strings.TrimSuffix(string(f.buf), "\r")
+			f.line(bytes.TrimSuffix(f.buf, cr))
 			f.buf = f.buf[:0]
-			f.line(line)
 		}
 	}
 }
 
-func (f *framing) line(line string) {
+func (f *framing) line(line []byte) {
 	if f.state == fsTrailer {
-		if line == "" {
+		if len(line) == 0 {
 			f.state = fsHead
 		}
 		return
 	}
-	if i := strings.IndexByte(line, ';'); i >= 0 {
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
 		line = line[:i]
 	}
-	n, err := strconv.ParseUint(strings.TrimRight(line, " \t"), 16, 63)
-	if err != nil {
+	line = bytes.TrimRight(line, " \t")
+	var n int64
+	if len(line) == 0 || len(line) > 15 {
 		f.state = fsOff
 		return
+	}
+	for _, c := range line {
+		switch {
+		case '0' <= c && c <= '9':
+			n = n<<4 | int64(c-'0')
+		case 'a' <= c && c <= 'f':
+			n = n<<4 | int64(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			n = n<<4 | int64(c-'A'+10)
+		default:
+			f.state = fsOff
+			return
+		}
 	}
 	if n == 0 {
 		f.state = fsTrailer
 		return
 	}
-	f.remain, f.state = int64(n), fsChunkData
+	f.remain, f.state = n, fsChunkData
 }
 
 // feedHead accumulates a request head and, once complete, decides how its
@@ -146,66 +157,108 @@ func (f *framing) feedHead(b []byte) []byte {
 		return nil
 	}
 	rest := b[len(b)-(len(f.buf)-end):]
-	f.head(string(f.buf[:end]))
+	f.head(f.buf[:end])
 	f.buf = f.buf[:0]
 	return rest
 }
 
-// head reads the framing headers of a complete request head.
-func (f *framing) head(h string) {
+// head reads the framing headers of a complete request head. It works on
+// the bytes in place: the follower costs no allocation per request.
+func (f *framing) head(h []byte) {
 	index := f.heads
 	f.heads++
-	lines := strings.Split(h, "\n")
-	if strings.HasPrefix(lines[0], "CONNECT ") {
+	first, rest, _ := bytes.Cut(h, nl)
+	first = bytes.TrimSuffix(first, cr)
+	if bytes.HasPrefix(first, []byte("CONNECT ")) {
 		f.state = fsOff
 		return
 	}
-	var cl, te []string
-	upgrade := false
-	for _, l := range lines[1:] {
-		l = strings.TrimSuffix(l, "\r")
-		name, value, ok := strings.Cut(l, ":")
+	var cl, te []byte
+	ncl, nte, clDiffer, upgrade := 0, 0, false, false
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, nl)
+		name, value, ok := bytes.Cut(bytes.TrimSuffix(line, cr), colon)
 		if !ok {
 			continue
 		}
-		value = strings.TrimSpace(value)
+		value = bytes.TrimSpace(value)
 		switch {
-		case strings.EqualFold(name, "Content-Length"):
-			cl = append(cl, value)
-		case strings.EqualFold(name, "Transfer-Encoding"):
-			te = append(te, value)
-		case strings.EqualFold(name, "Upgrade"):
+		case equalFoldBytes(name, "Content-Length"):
+			if ncl > 0 && !bytes.Equal(value, cl) {
+				clDiffer = true
+			}
+			cl = value
+			ncl++
+		case equalFoldBytes(name, "Transfer-Encoding"):
+			te = value
+			nte++
+		case equalFoldBytes(name, "Upgrade"):
 			upgrade = true
 		}
 	}
 	switch {
 	case upgrade:
 		f.state = fsOff // after a 101 the bytes are not HTTP
-	case len(te) > 0:
-		if len(cl) > 0 {
+	case nte > 0:
+		if ncl > 0 {
 			f.conflicts = append(f.conflicts, index)
 		}
 		// net/http ignores Transfer-Encoding below HTTP/1.1 and frames by
 		// Content-Length alone: not worth following further.
-		http11 := strings.HasSuffix(strings.TrimSuffix(lines[0], "\r"), " HTTP/1.1")
-		if http11 && len(te) == 1 && strings.EqualFold(te[0], "chunked") {
+		if bytes.HasSuffix(first, []byte(" HTTP/1.1")) && nte == 1 && equalFoldBytes(te, "chunked") {
 			f.state = fsChunkSize
 		} else {
 			f.state = fsOff // net/http answers 501 and closes
 		}
-	case len(cl) > 0:
-		n, err := strconv.ParseUint(cl[0], 10, 63) // as net/http: no sign
-		for _, v := range cl[1:] {
-			if v != cl[0] {
-				err = strconv.ErrSyntax
-			}
-		}
-		if err != nil {
+	case ncl > 0:
+		n, ok := parseLength(cl)
+		if !ok || clDiffer {
 			f.state = fsOff // net/http answers 400 and closes
 		} else if n > 0 {
-			f.remain, f.state = int64(n), fsBody
+			f.remain, f.state = n, fsBody
 		}
 	}
+}
+
+var (
+	nl    = []byte("\n")
+	cr    = []byte("\r")
+	colon = []byte(":")
+)
+
+// parseLength parses a Content-Length as net/http does: digits only.
+func parseLength(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+func equalFoldBytes(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // conflict reports whether request head number i (from 0) carried both
