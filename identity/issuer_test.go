@@ -142,3 +142,11 @@ func TestSignAfterIssuerExpiry(t *testing.T) {
 		t.Fatalf("error %v classified %s/%s, want issuer_unavailable", err, code, reason)
 	}
 }
+
+func TestEffectiveBackdate(t *testing.T) {
+	for in, want := range map[time.Duration]time.Duration{0: DefaultBackdate, -time.Second: 0, 5 * time.Minute: 5 * time.Minute} {
+		if got := effectiveBackdate(in); got != want {
+			t.Errorf("effectiveBackdate(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

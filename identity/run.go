@@ -55,7 +55,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, issuer: iw}
 	if cfg.TLS {
-		s.self, err = newSelfCert(spiffeid.RequireFromString(cfg.ServerIdentity), iw, cfg.Backdate)
+		s.self, err = newSelfCert(spiffeid.RequireFromString(cfg.ServerIdentity), iw, effectiveBackdate(cfg.Backdate))
 		if err != nil {
 			return nil, err
 		}

@@ -46,6 +46,18 @@ const (
 	DefaultBackdate = time.Minute
 )
 
+// effectiveBackdate applies the convention of the Backdate settings: 0 is
+// the default, negative is none.
+func effectiveBackdate(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return DefaultBackdate
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
 // Service implements identitypb.IdentityServer.
 type Service struct {
 	identitypb.UnimplementedIdentityServer
@@ -67,11 +79,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Lifetime == 0 {
 		cfg.Lifetime = DefaultLifetime
 	}
-	if cfg.Backdate == 0 {
-		cfg.Backdate = DefaultBackdate
-	} else if cfg.Backdate < 0 {
-		cfg.Backdate = 0
-	}
+	cfg.Backdate = effectiveBackdate(cfg.Backdate)
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
