@@ -52,6 +52,10 @@ anchors (and issuer) again, or its proxies stop trusting each other.`,
 			if err != nil {
 				return fmt.Errorf("install: %w", err)
 			}
+			if v.Tag == "dev" {
+				// A plain `go build` of meshctl; no release images carry it.
+				fmt.Fprintf(cmd.ErrOrStderr(), "meshctl install: warning: images tagged %q (a development build): build them with deploy/docker/build.sh or pass --tag\n", v.Tag)
+			}
 			_, err = cmd.OutOrStdout().Write(out)
 			return err
 		},

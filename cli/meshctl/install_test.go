@@ -251,3 +251,14 @@ func b64(t *testing.T, s string) string {
 	}
 	return string(b)
 }
+
+func TestInstallWarnsAboutDevTag(t *testing.T) {
+	r := meshctl(t, "", "install --tag dev "+pkiFlags)
+	if r.code != 0 || !strings.Contains(r.stderr, `warning: images tagged "dev"`) {
+		t.Errorf("no warning for the dev tag: %+v", r.stderr)
+	}
+	r = meshctl(t, "", "install --tag v1.2.3 "+pkiFlags)
+	if r.stderr != "" {
+		t.Errorf("stderr for a release tag: %q", r.stderr)
+	}
+}
