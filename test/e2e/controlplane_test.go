@@ -138,6 +138,9 @@ func (m *mesh) install(t *testing.T) {
 	var out, errb bytes.Buffer
 	args := []string{"install", "--proxy-image=e2e.local/meshlet-proxy", "--registry=e2e.local",
 		"--webhook-ca-file=" + ca, "--webhook-cert-file=" + cert, "--webhook-key-file=" + key}
+	if lvl := os.Getenv("MESHLET_E2E_PROXY_LOG_LEVEL"); lvl != "" {
+		args = append(args, "--proxy-log-level="+lvl)
+	}
 	if code := meshctl.Main(context.Background(), args, nil, &out, &errb); code != 0 {
 		t.Fatalf("e2e: meshctl %s: exit %d: %s", strings.Join(args, " "), code, errb.String())
 	}

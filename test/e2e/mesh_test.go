@@ -28,6 +28,8 @@ func TestMesh(t *testing.T) {
 			labels: map[string]string{"app": "web"}, wantMeshed: true}))
 	}
 	client := m.startPod(t, podOptions{namespace: ns, name: "client", sa: "client", wantMeshed: true})
+	ewma := ewmaPods(t, m, ns)
+	scale := scalePods(t, m, ns)
 	svc := m.createService(t, ns, "web", map[string]string{"app": "web"})
 	var eps []endpointState
 	for _, p := range web {
@@ -130,6 +132,17 @@ func TestMesh(t *testing.T) {
 			t.Errorf("%s reports no plaintext inbound TCP:\n%s", target.name, tm.series("meshlet_tcp_open_total"))
 		}
 	})
+
+	t.Run("PeakEWMA", func(t *testing.T) { testPeakEWMA(t, m, ns, client, ewma) })
+	var scaleIP string
+	t.Run("Scaling", func(t *testing.T) { scaleIP = testScaling(t, m, ns, client, scale) })
+	t.Run("DestinationRestart", func(t *testing.T) {
+		if scaleIP == "" {
+			t.Skip("needs the Scaling service")
+		}
+		testDestinationRestart(t, m, ns, client, scaleIP, scale)
+	})
+	t.Run("CertificateRotation", func(t *testing.T) { testRotation(t, m, client, web, vip) })
 }
 
 func spiffeID(ns, sa string) string { return "spiffe://" + trustDomain + "/ns/" + ns + "/sa/" + sa }
