@@ -94,7 +94,6 @@ func New(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
-	watchSignals()
 	pruneStale()
 	var err error
 	// A port found free can be taken by someone else before the child binds

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -351,5 +352,32 @@ func TestPruneStaleKeepsLiveDirs(t *testing.T) {
 		if kept := err == nil; kept != tt.wantKept {
 			t.Errorf("%s: kept = %v, want %v", tt.name, kept, tt.wantKept)
 		}
+	}
+}
+
+// After Stop no goroutine of the harness is left: packages whose tests
+// check for leaked goroutines can use it.
+func TestStopLeavesNoGoroutine(t *testing.T) {
+	b := binariesOrSkip(t)
+	// Shared may be running from an earlier test in this binary; its
+	// goroutines are part of the baseline, which is fine: it stays put.
+	before := runtime.NumGoroutine()
+	c, err := New(context.Background(), Options{Binaries: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := runtime.NumGoroutine(); got <= before {
+		t.Fatalf("goroutines while running: %d, before: %d; the check below would mean nothing", got, before)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d after Stop, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
