@@ -10,8 +10,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -166,4 +168,92 @@ func peerSPIFFEID(t *testing.T, d nsDialer, addr string) string {
 		t.Fatalf("e2e: %s presented no certificate with one URI SAN", addr)
 	}
 	return id
+}
+
+// converge retries try until it succeeds (at most 30 s) and logs how long
+// it took when that was more than a second. A new Service's first use
+// waits for the destination's informers and the proxy's first resolution
+// (bounded by its 1 s connect timeout, after which the request fails):
+// the tests wait for that once, then count every failure.
+func converge(t *testing.T, what string, try func() error) {
+	t.Helper()
+	begin := time.Now()
+	var err error
+	for attempt := 0; time.Since(begin) < 30*time.Second; attempt++ {
+		if err = try(); err == nil {
+			if d := time.Since(begin); d > time.Second {
+				t.Logf("%s: first success after %v (%d failed attempts)", what, d.Round(time.Millisecond), attempt)
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("e2e: %s: no success in 30s: %v", what, err)
+}
+
+// tryGet is one GET from inside p; any failure or non-200 is an error.
+func tryGet(p *pod, url, host string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%d %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+// tryEcho is one echo exchange from inside p.
+func tryEcho(p *pod, addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := p.dial.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	msg := []byte{0, 1, 2, 3, 0xff}
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if !bytes.Equal(got, msg) {
+		return fmt.Errorf("echo %x", got)
+	}
+	return nil
+}
+
+// tryGRPC is one health check from inside p.
+func tryGRPC(p *pod, addr, authority string) error {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return p.dial.DialContext(ctx, "tcp", a) }),
+	}
+	if authority != "" {
+		opts = append(opts, grpc.WithAuthority(authority))
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err
 }

@@ -36,6 +36,7 @@ func testPeakEWMA(t *testing.T, m *mesh, ns string, client *pod, pods []*pod) {
 	svc := m.createService(t, ns, "ewma", map[string]string{"app": "ewma"})
 	m.setEndpoints(t, ns, "ewma", []endpointState{{pod: pods[0]}, {pod: pods[1]}, {pod: pods[2]}})
 	url := "http://" + svc.Spec.ClusterIP + ":" + strconv.Itoa(httpPort) + "/"
+	converge(t, "HTTP to the new service", func() error { return tryGet(client, url, "") })
 	// Warm up: the first answers teach the balancer each replica's latency.
 	warm := startLoad(t, client, url, 2, 30, 30*time.Second)
 	warm.wg.Wait()
@@ -78,6 +79,7 @@ func testScaling(t *testing.T, m *mesh, ns string, client *pod, pods []*pod) (sv
 	svc := m.createService(t, ns, "scale", map[string]string{"app": "scale"})
 	m.setEndpoints(t, ns, "scale", []endpointState{{pod: pods[0]}, {pod: pods[1]}})
 	url := "http://" + svc.Spec.ClusterIP + ":" + strconv.Itoa(httpPort) + "/"
+	converge(t, "HTTP to the new service", func() error { return tryGet(client, url, "") })
 
 	l := startLoad(t, client, url, 4, maxLoadRequests, 3*time.Minute)
 	start := time.Now()
@@ -163,7 +165,7 @@ func testDestinationRestart(t *testing.T, m *mesh, ns string, client *pod, svcIP
 	// the client's proxy.
 	t0 := time.Now()
 	m.setEndpoints(t, ns, "scale", []endpointState{{pod: pods[0]}, {pod: pods[2]}})
-	took, ok := l.waitFor(t0, 10*time.Second, func(ev []loadEvent) bool { return count(ev, t0)["scale-0"] > 0 })
+	took, ok := l.waitFor(t0, 5*time.Second, func(ev []loadEvent) bool { return count(ev, t0)["scale-0"] > 0 })
 	l.stop()
 	t.Logf("after the restart, a ready-again replica answered after %v", took.Round(time.Millisecond))
 	if !ok {

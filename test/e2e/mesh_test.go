@@ -38,6 +38,13 @@ func TestMesh(t *testing.T) {
 	m.setEndpoints(t, ns, "web", eps)
 	vip := svc.Spec.ClusterIP
 	name := "web." + ns + ".svc.cluster.local"
+	port := func(p int) string { return ":" + strconv.Itoa(p) }
+	converge(t, "HTTP to the new service", func() error { return tryGet(client, "http://"+vip+port(httpPort)+"/", "") })
+	converge(t, "HTTP to the new service by name", func() error { return tryGet(client, "http://"+vip+port(httpPort)+"/", name+port(httpPort)) })
+	converge(t, "gRPC to the new service", func() error { return tryGRPC(client, vip+port(grpcPort), "") })
+	converge(t, "gRPC to the new service by name", func() error { return tryGRPC(client, vip+port(grpcPort), name+port(grpcPort)) })
+	converge(t, "opaque (server first) to the new service", func() error { _, err := tryBanner(client, vip+port(bannerPort)); return err })
+	converge(t, "opaque (client first) to the new service", func() error { return tryEcho(client, vip+port(echoPort)) })
 
 	t.Run("HTTP1ByClusterIP", func(t *testing.T) {
 		seen := map[string]int{}

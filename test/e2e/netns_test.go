@@ -146,6 +146,11 @@ func newNetwork(t *testing.T, prefix string) *network {
 	in := func(argv ...string) { mustRun(t, append([]string{"ip", "-n", n.node}, argv...)...) }
 	in("link", "set", "lo", "up")
 	in("link", "add", "br0", "type", "bridge")
+	// A bridge whose address was never set takes the lowest of its ports'
+	// addresses, so it changes as pods join, and pods holding the old one in
+	// their neighbour cache lose the node (and the control plane behind it)
+	// for seconds. An address set by hand is kept.
+	in("link", "set", "br0", "address", "02:00:0a:f4:00:01")
 	in("addr", "add", nodeIP+"/24", "dev", "br0")
 	in("link", "set", "br0", "up")
 	return n
