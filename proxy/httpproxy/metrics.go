@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -154,6 +156,10 @@ func (m *metrics) route(k routeKey) *route {
 	if v, ok := m.routes.Load(k); ok {
 		return v.(*route)
 	}
+	if a := labelSafe(k.authority); a != k.authority {
+		k.authority = a
+		return m.route(k)
+	}
 	if m.numRoutes.Load() >= maxRoutes && k.authority != overflowAuthority {
 		k.authority = overflowAuthority
 		return m.route(k)
@@ -173,9 +179,29 @@ func (m *metrics) route(k routeKey) *route {
 	return v.(*route)
 }
 
+// maxAuthorityLabel bounds the authority label: a DNS name (253) and a port.
+const maxAuthorityLabel = 260
+
+// labelSafe returns s as a valid metric label value: the authority comes
+// from the client's Host header, which may hold any bytes, and client_golang
+// panics on a label value that is not UTF-8 (found by FuzzHTTP1Head).
+func labelSafe(s string) string {
+	if len(s) > maxAuthorityLabel {
+		s = s[:maxAuthorityLabel]
+	}
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	return s
+}
+
 func (k *routeKey) labelValues() []string {
-	return []string{k.dir.String(), k.authority, strconv.FormatBool(k.tls), k.client,
+	lv := []string{k.dir.String(), k.authority, strconv.FormatBool(k.tls), k.client,
 		k.dst[0], k.dst[1], k.dst[2], k.dst[3], k.dst[4]}
+	for i := 3; i < len(lv); i++ { // from the control plane and peers: checked all the same
+		lv[i] = labelSafe(lv[i])
+	}
+	return lv
 }
 
 // response counts one finished response.

@@ -59,3 +59,19 @@ func TestRouteCardinalityBound(t *testing.T) {
 		t.Errorf("authority %q past the bound, want %q", r.key.authority, overflowAuthority)
 	}
 }
+
+// Any Host a client sends becomes a valid label value.
+func TestAuthorityLabelSafe(t *testing.T) {
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"\xd6:33807", "ok:80", string(make([]byte, 5000))} {
+		r := m.route(routeKey{dir: Inbound, authority: host}) // panicked before labelSafe
+		r.requests.Inc()
+		r.response(200, false, "")
+		if len(r.key.authority) > maxAuthorityLabel {
+			t.Errorf("authority label of %d bytes", len(r.key.authority))
+		}
+	}
+}
