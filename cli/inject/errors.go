@@ -35,7 +35,7 @@ var yamlLine = regexp.MustCompile(`line (\d+)`)
 
 // shiftLines rewrites every "line N" in a yaml error (relative to the
 // document) to the line in the whole input, and returns the first one.
-func shiftLines(err error, base int) (error, int) {
+func shiftLines(err error, base int) (int, error) {
 	first := 0
 	msg := yamlLine.ReplaceAllStringFunc(err.Error(), func(m string) string {
 		n, convErr := strconv.Atoi(m[len("line "):])
@@ -48,5 +48,5 @@ func shiftLines(err error, base int) (error, int) {
 		}
 		return "line " + strconv.Itoa(n)
 	})
-	return fmt.Errorf("%s", msg), first
+	return first, fmt.Errorf("%s", msg)
 }

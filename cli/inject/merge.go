@@ -2,22 +2,6 @@ package inject
 
 import "go.yaml.in/yaml/v3"
 
-// merge writes onto target the difference between before and after, and
-// returns the node to use in target's place (target itself when it could
-// be edited in place).
-//
-// before is target as the typed model sees it (a JSON round trip: unknown
-// fields dropped, some empty ones added); after is the same once the
-// PodFunc ran. Only where before and after differ is target touched, so
-// fields the model does not know, comments, key order and quoting
-// elsewhere all survive. This three-way form is what keeps a round-trip
-// artefact such as "resources: {}" or "creationTimestamp: null" out of the
-// user's YAML.
-func merge(target, before, after *yaml.Node) *yaml.Node {
-	var m merger
-	return m.mergeKey("", target, before, after)
-}
-
 // merger records, while it merges, what it did to nodes of the original
 // document, so that splice can redo it as text. Insertions of new keys
 // into existing block mappings can be spliced; anything else (a removal, a
@@ -212,6 +196,17 @@ func (m *merger) mergeSequence(target, before, after *yaml.Node) *yaml.Node {
 	return n
 }
 
+// merge writes onto target the difference between before and after, and
+// returns the node to use in target's place (target itself when it could
+// be edited in place).
+//
+// before is target as the typed model sees it (a JSON round trip: unknown
+// fields dropped, some empty ones added); after is the same once the
+// PodFunc ran. Only where before and after differ is target touched, so
+// fields the model does not know, comments, key order and quoting
+// elsewhere all survive. This three-way form is what keeps a round-trip
+// artefact such as "resources: {}" or "creationTimestamp: null" out of the
+// user's YAML.
 func (m *merger) merge(target, before, after *yaml.Node) *yaml.Node {
 	return m.mergeKey("", target, before, after)
 }

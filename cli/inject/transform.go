@@ -88,7 +88,7 @@ func (t *Transformer) Transform(source string, in []byte) (out []byte, reports [
 func (t *Transformer) document(source string, doc int, c chunk) ([]byte, []Report, error) {
 	node, err := c.parse()
 	if err != nil {
-		shifted, line := shiftLines(err, c.line)
+		line, shifted := shiftLines(err, c.line)
 		if line == 0 {
 			line = c.line
 		}
@@ -217,7 +217,7 @@ func (w *walker) pod(tmpl *yaml.Node, kind, name, ns, object string) (bool, erro
 	}
 	var generic any
 	if err := view.Decode(&generic); err != nil {
-		shifted, _ := shiftLines(err, w.base)
+		_, shifted := shiftLines(err, w.base)
 		return false, w.errAt(tmpl, object, fmt.Errorf("pod template: %w", shifted))
 	}
 	raw, err := json.Marshal(generic)

@@ -72,9 +72,6 @@ type warning struct{ msg string }
 
 func (w warning) Error() string { return w.msg }
 
-// errSkip ends a category early: the checks after it need what failed.
-var errSkip = errors.New("skipped")
-
 func (r *checkRun) section(name string) {
 	if r.header != "" {
 		fmt.Fprintln(r.out)

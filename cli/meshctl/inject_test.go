@@ -57,21 +57,6 @@ func TestUninjectUndoesInject(t *testing.T) {
 	}
 }
 
-// sameObjects compares two streams document by document as data.
-func sameObjects(t *testing.T, a, b string) bool {
-	t.Helper()
-	da, db := docs(t, a), docs(t, b)
-	if len(da) != len(db) {
-		return false
-	}
-	for i := range da {
-		if da[i] != db[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func docs(t *testing.T, s string) []string {
 	t.Helper()
 	var out []string
