@@ -80,6 +80,7 @@ type mesh struct {
 	st    *state
 	cp    controlPlane
 	plan  *plan
+	ports *portAlloc
 	procs map[string]*proc
 	mu    sync.Mutex // guards procs for Status readers
 }
@@ -102,11 +103,11 @@ func Up(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
-	p, err := makePlan(cfg, nil)
+	m := &mesh{opt: opt, bins: bins, st: newState(opt.StateDir), ports: newPortAlloc(), procs: map[string]*proc{}}
+	p, err := makePlan(cfg, nil, m.ports)
 	if err != nil {
 		return err
 	}
-	m := &mesh{opt: opt, bins: bins, st: newState(opt.StateDir), procs: map[string]*proc{}}
 	defer m.stopAll()
 	if err := m.start(ctx, cfg, p); err != nil {
 		return err
@@ -123,7 +124,7 @@ func (m *mesh) start(ctx context.Context, cfg *Config, p *plan) error {
 		return err
 	}
 	var err error
-	if m.cp, err = newControlPlane(); err != nil {
+	if m.cp, err = newControlPlane(m.ports); err != nil {
 		return err
 	}
 	if err := m.apply(ctx, p); err != nil {
@@ -133,15 +134,12 @@ func (m *mesh) start(ctx context.Context, cfg *Config, p *plan) error {
 	return nil
 }
 
-// apply makes the running proxies those of p: it writes the tokens and the
-// endpoints file, starts what is new, and stops what is gone.
+// apply makes the running proxies those of p. New proxies start and get
+// ready before the endpoints file names them, and gone ones leave the file
+// before they stop (after the change has had time to reach every proxy),
+// so no request is sent to a sidecar that is not listening.
 func (m *mesh) apply(ctx context.Context, p *plan) error {
 	want := m.specs(p)
-	for _, spec := range want {
-		if _, err := m.st.tokenFile(spec.Name, spec.identity); err != nil {
-			return err
-		}
-	}
 	m.mu.Lock()
 	var gone []*proc
 	for name, pr := range m.procs {
@@ -155,26 +153,17 @@ func (m *mesh) apply(ctx context.Context, p *plan) error {
 	if err := m.st.writeJoinTokens(); err != nil {
 		return err
 	}
-	if m.procs["identity"] == nil {
+	first := m.procs["identity"] == nil
+	if first {
 		if err := m.startAndWait(ctx, m.cp.identitySpec(m.bins, m.st, p.TrustDomain)); err != nil {
 			return err
 		}
-	}
-	// Endpoints are published before new proxies start so that they are
-	// resolvable at once, and after gone ones are dropped from the file, so
-	// no client is sent to a proxy about to stop.
-	if err := m.st.writeEndpoints(p); err != nil {
-		return err
-	}
-	if m.procs["destination"] == nil {
+		if err := m.st.writeEndpoints(p); err != nil {
+			return err
+		}
 		if err := m.startAndWait(ctx, m.cp.destinationSpec(m.bins, m.st)); err != nil {
 			return err
 		}
-	}
-	var wg sync.WaitGroup
-	for _, pr := range gone {
-		wg.Add(1)
-		go func() { defer wg.Done(); pr.stop(m.opt.Grace) }()
 	}
 	names := make([]string, 0, len(want))
 	for name := range want {
@@ -184,6 +173,7 @@ func (m *mesh) apply(ctx context.Context, p *plan) error {
 	}
 	sort.Strings(names)
 	errs := make([]error, len(names))
+	var wg sync.WaitGroup
 	for i, name := range names {
 		pr, err := startProc(want[name].procSpec, m.st.logs)
 		if err != nil {
@@ -198,10 +188,32 @@ func (m *mesh) apply(ctx context.Context, p *plan) error {
 	}
 	wg.Wait()
 	m.plan = p
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if !first {
+		if err := m.st.writeEndpoints(p); err != nil {
+			return err
+		}
+	}
 	if err := m.writeStatus(); err != nil {
 		return err
 	}
-	return errors.Join(errs...)
+	if len(gone) > 0 {
+		// The destination reads the file every reloadInterval and streams
+		// the change at once; give it ample time (a loaded machine delays
+		// it), then drain.
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * reloadInterval):
+		}
+		for _, pr := range gone {
+			wg.Add(1)
+			go func() { defer wg.Done(); pr.stop(m.opt.Grace) }()
+		}
+		wg.Wait()
+	}
+	return nil
 }
 
 func (m *mesh) startAndWait(ctx context.Context, spec procSpec) error {
@@ -247,7 +259,7 @@ func (m *mesh) follow(ctx context.Context, cfg *Config) error {
 			fmt.Fprintf(m.opt.Out, "%s: the trust domain cannot change while the mesh runs: restart `meshctl dev up`\n", m.opt.File)
 			continue
 		}
-		p, err := makePlan(next, m.plan)
+		p, err := makePlan(next, m.plan, m.ports)
 		if err == nil {
 			err = m.apply(ctx, p)
 		}

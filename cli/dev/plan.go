@@ -20,6 +20,7 @@ type sidecar struct {
 	Index    int
 	Instance netip.AddrPort // the application
 	Inbound  string         // where the proxy accepts mTLS from other proxies
+	Outbound string         // its outbound listener, which nothing uses here
 	Admin    string
 	Identity string
 	Protocol Protocol
@@ -33,6 +34,7 @@ type upstreamProxy struct {
 	Service  string
 	Index    int
 	Listen   netip.AddrPort
+	Inbound  string // its inbound listener, which nothing uses here
 	Admin    string
 	Identity string
 	Protocol Protocol
@@ -56,7 +58,10 @@ func spiffeID(td, account string) string {
 
 // makePlan derives the proxies of c. prev, when not nil, is the running plan:
 // a proxy for the same instance or listen address keeps its ports.
-func makePlan(c *Config, prev *plan) (*plan, error) {
+func makePlan(c *Config, prev *plan, ports *portAlloc) (*plan, error) {
+	for _, u := range c.Upstreams {
+		ports.reserve(u.Listen.String())
+	}
 	oldSidecar := map[netip.AddrPort]sidecar{}
 	oldUpstream := map[netip.AddrPort]upstreamProxy{}
 	if prev != nil {
@@ -70,16 +75,27 @@ func makePlan(c *Config, prev *plan) (*plan, error) {
 	p := &plan{TrustDomain: c.TrustDomain}
 	for _, name := range c.ServiceNames() {
 		svc := c.Services[name]
-		for i, in := range svc.Instances {
-			s := sidecar{Service: name, Index: i, Instance: in.AddrPort, Identity: spiffeID(c.TrustDomain, name), Protocol: svc.Protocol}
+		// A sidecar keeps its index (and so its process name, token and
+		// pod label) for as long as its instance stays; a new instance
+		// takes the lowest index no current instance holds.
+		used := map[int]bool{}
+		for _, in := range svc.Instances {
 			if old, ok := oldSidecar[in.AddrPort]; ok && old.Service == name {
-				s.Inbound, s.Admin = old.Inbound, old.Admin
+				used[old.Index] = true
+			}
+		}
+		next := 0
+		for _, in := range svc.Instances {
+			s := sidecar{Service: name, Instance: in.AddrPort, Identity: spiffeID(c.TrustDomain, name), Protocol: svc.Protocol}
+			if old, ok := oldSidecar[in.AddrPort]; ok && old.Service == name {
+				s.Index, s.Inbound, s.Outbound, s.Admin = old.Index, old.Inbound, old.Outbound, old.Admin
 			} else {
-				var err error
-				if s.Inbound, err = freePort(); err != nil {
-					return nil, err
+				for used[next] {
+					next++
 				}
-				if s.Admin, err = freePort(); err != nil {
+				s.Index = next
+				used[next] = true
+				if err := ports.fill(&s.Inbound, &s.Outbound, &s.Admin); err != nil {
 					return nil, err
 				}
 			}
@@ -92,16 +108,46 @@ func makePlan(c *Config, prev *plan) (*plan, error) {
 			Identity: spiffeID(c.TrustDomain, upstreamAccount), Protocol: c.Services[up.Service].Protocol}
 		counts[up.Service]++
 		if old, ok := oldUpstream[up.Listen.AddrPort]; ok {
-			u.Admin = old.Admin
-		} else {
-			var err error
-			if u.Admin, err = freePort(); err != nil {
-				return nil, err
-			}
+			u.Inbound, u.Admin = old.Inbound, old.Admin
+		} else if err := ports.fill(&u.Inbound, &u.Admin); err != nil {
+			return nil, err
 		}
 		p.Upstreams = append(p.Upstreams, u)
 	}
 	return p, nil
+}
+
+// portAlloc hands out free loopback ports, never the same one twice in a
+// mesh's life and never one reserved for an upstream's listen address: a
+// port is only free until someone binds it, and the children bind theirs
+// some time after they are chosen.
+type portAlloc struct {
+	used map[string]bool
+}
+
+func newPortAlloc() *portAlloc { return &portAlloc{used: map[string]bool{}} }
+
+func (a *portAlloc) reserve(addr string) { a.used[addr] = true }
+
+// fill sets each address to a new free port.
+func (a *portAlloc) fill(addrs ...*string) error {
+	for _, p := range addrs {
+		for tries := 0; ; tries++ {
+			addr, err := freePort()
+			if err != nil {
+				return err
+			}
+			if !a.used[addr] {
+				a.used[addr] = true
+				*p = addr
+				break
+			}
+			if tries > 100 {
+				return fmt.Errorf("dev: no free loopback port found")
+			}
+		}
+	}
+	return nil
 }
 
 // freePort returns a loopback address with a port free at the time of the

@@ -15,7 +15,8 @@ func TestPlanKeepsPortsAcrossEdits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p1, err := makePlan(c1, nil)
+	ports := newPortAlloc()
+	p1, err := makePlan(c1, nil, ports)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +31,7 @@ func TestPlanKeepsPortsAcrossEdits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, err := makePlan(c2, p1)
+	p2, err := makePlan(c2, p1, ports)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +49,31 @@ func TestPlanKeepsPortsAcrossEdits(t *testing.T) {
 	if p2.Sidecars[2].Inbound == p1.Sidecars[0].Inbound || p2.Sidecars[2].Inbound == p1.Sidecars[1].Inbound {
 		t.Error("new sidecar got a port already in use")
 	}
+	// Removing the first instance keeps the others' names and ports.
+	removed := strings.Replace(edited, "      - 127.0.0.1:9001\n", "", 1)
+	c3, err := Parse([]byte(removed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p3, err := makePlan(c3, p2, ports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range p3.Sidecars {
+		if want := p2.Sidecars[i+1]; s.Name() != want.Name() || s.Inbound != want.Inbound {
+			t.Errorf("after removing web-0, sidecar %d is %s at %s; want it unchanged as %s at %s", i, s.Name(), s.Inbound, want.Name(), want.Inbound)
+		}
+	}
+	// A new instance then gets a fresh index, not the removed one's.
+	again := strings.Replace(removed, "      - 127.0.0.1:9003\n", "      - 127.0.0.1:9003\n      - 127.0.0.1:9004\n", 1)
+	c4, _ := Parse([]byte(again))
+	p4, err := makePlan(c4, p3, ports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p4.Sidecars[2].Name(); got != "sidecar/web-0" {
+		t.Errorf("new sidecar named %s, want the lowest free index: sidecar/web-0", got)
+	}
 }
 
 func TestEndpointsFileResolvesByNameAndListenAddress(t *testing.T) {
@@ -55,7 +81,7 @@ func TestEndpointsFileResolvesByNameAndListenAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := makePlan(c, nil)
+	p, err := makePlan(c, nil, newPortAlloc())
 	if err != nil {
 		t.Fatal(err)
 	}

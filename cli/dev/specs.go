@@ -10,16 +10,10 @@ type controlPlane struct {
 	destination, destinationAdmin string
 }
 
-func newControlPlane() (controlPlane, error) {
+func newControlPlane(ports *portAlloc) (controlPlane, error) {
 	var cp controlPlane
-	for _, p := range []*string{&cp.identity, &cp.identityAdmin, &cp.destination, &cp.destinationAdmin} {
-		a, err := freePort()
-		if err != nil {
-			return cp, err
-		}
-		*p = a
-	}
-	return cp, nil
+	err := ports.fill(&cp.identity, &cp.identityAdmin, &cp.destination, &cp.destinationAdmin)
+	return cp, err
 }
 
 // owns reports whether the process name is the control plane's.
@@ -79,7 +73,7 @@ func (m *mesh) specs(p *plan) map[string]namedSpec {
 			"MESHLET_PROXY_INBOUND_TARGET="+s.Instance.String(),
 			// A sidecar here only receives: its outbound side listens on
 			// a port nobody is redirected to.
-			"MESHLET_PROXY_OUTBOUND_ADDR="+mustFreePort(),
+			"MESHLET_PROXY_OUTBOUND_ADDR="+s.Outbound,
 		)
 		out[s.Name()] = namedSpec{procSpec{Name: s.Name(), Bin: m.bins.proxy, Env: env, Admin: s.Admin}, s.Identity}
 	}
@@ -87,7 +81,7 @@ func (m *mesh) specs(p *plan) map[string]namedSpec {
 		env := m.proxyEnv(u.Name(), u.Identity, u.Admin)
 		env = append(env,
 			"MESHLET_PROXY_OUTBOUND_ADDR="+u.Listen.String(),
-			"MESHLET_PROXY_INBOUND_ADDR="+mustFreePort(),
+			"MESHLET_PROXY_INBOUND_ADDR="+u.Inbound,
 		)
 		if protocolHint(u.Protocol) == "opaque" {
 			env = append(env, "MESHLET_PROXY_OPAQUE_PORTS="+itoa(int(u.Listen.Port())))
@@ -102,7 +96,7 @@ func (m *mesh) specs(p *plan) map[string]namedSpec {
 
 // proxyEnv is the environment every local proxy shares.
 func (m *mesh) proxyEnv(name, id, admin string) []string {
-	token, _ := m.st.tokenFile(name, id) // minted by apply before specs are started
+	token, _ := m.st.tokenFile(name, id) // an error shows when the proxy reads the file
 	return []string{
 		"MESHLET_PROXY_ADMIN_ADDR=" + admin,
 		"MESHLET_PROXY_IDENTITY=" + id,
@@ -113,12 +107,4 @@ func (m *mesh) proxyEnv(name, id, admin string) []string {
 		"MESHLET_PROXY_POD_NAMESPACE=" + devNamespace,
 		"MESHLET_PROXY_SHUTDOWN_GRACE=" + m.opt.Grace.String(),
 	}
-}
-
-func mustFreePort() string {
-	a, err := freePort()
-	if err != nil {
-		return "127.0.0.1:0"
-	}
-	return a
 }

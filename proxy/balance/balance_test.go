@@ -124,6 +124,11 @@ func TestWeight(t *testing.T) {
 	s.Endpoints[1].Weight = 4
 	b.Update(s)
 	light, heavy := b.Endpoints()[0], b.Endpoints()[1]
+	for _, e := range []*Endpoint{light, heavy} { // equal latency
+		s := e.Start()
+		now += int64(time.Millisecond)
+		e.Done(s, false)
+	}
 	heavy.Start() // cost ×2 but weight ×4: still the cheaper
 	for i := 0; i < 50; i++ {
 		if b.Pick() != heavy {
@@ -231,7 +236,7 @@ func TestFirstSampleReplacesDefault(t *testing.T) {
 	if got := time.Duration(slow.RTT()); got <= time.Millisecond || got >= 20*time.Millisecond {
 		t.Fatalf("second sample not blended: estimate %v", got)
 	}
-	// A first failure does not count as a measurement: it is blended.
+	// A first failure is blended with the default, not taken outright.
 	b.Update(endpoint.Set{Exists: true, Endpoints: []endpoint.Endpoint{{Addr: addr(9)}}})
 	e := b.Endpoints()[0]
 	s = e.Start()
@@ -239,5 +244,29 @@ func TestFirstSampleReplacesDefault(t *testing.T) {
 	e.Done(s, true)
 	if got := time.Duration(e.RTT()); got >= time.Second {
 		t.Fatalf("a first failure set the estimate to the full penalty: %v", got)
+	}
+}
+
+func TestNewEndpointIsProbedAtOnce(t *testing.T) {
+	var now int64
+	b := New(Config{clock: func() int64 { return now }})
+	b.Update(set(1))
+	old := b.Endpoints()[0]
+	for i := 0; i < 10; i++ {
+		s := old.Start()
+		now += int64(time.Millisecond)
+		old.Done(s, false)
+	}
+	s2 := set(2)
+	b.Update(s2)
+	fresh := b.Endpoints()[1]
+	if e := b.Pick(); e != fresh {
+		t.Fatal("a new endpoint with nothing in flight was not probed at once")
+	}
+	fresh.Start() // its first request is under way: no more until it answers
+	for i := 0; i < 20; i++ {
+		if b.Pick() == fresh {
+			t.Fatal("a new endpoint got a second request before its first answered")
+		}
 	}
 }

@@ -28,8 +28,10 @@ type Endpoint struct {
 	stamp atomic.Int64
 	mu    sync.Mutex
 	// measured is false until the first successful sample: until then rtt
-	// holds DefaultRTT, a placeholder rather than a measurement.
-	measured bool
+	// holds DefaultRTT, a placeholder rather than a measurement. The field
+	// is guarded by mu; measuredFlag mirrors it for lock-free readers.
+	measured     bool
+	measuredFlag atomic.Bool
 }
 
 func newEndpoint(ep endpoint.Endpoint, cfg *Config, now int64) *Endpoint {
@@ -84,14 +86,19 @@ func (e *Endpoint) observe(rtt float64, now int64, peak bool) {
 		// τ = 10s, steering away from a slow endpoint would take tens of
 		// seconds after every endpoint set change. (Linkerd blends; this
 		// is a deliberate difference.)
-		e.measured = true
 	case !peak || rtt < cur:
+		// A first failure is blended into the default: one early error
+		// must not brand a new endpoint with the whole penalty.
 		elapsed := float64(now - e.stamp.Load())
 		if elapsed < 0 {
 			elapsed = 0
 		}
 		w := math.Exp(-elapsed / e.tau)
 		rtt = cur*w + rtt*(1-w)
+	}
+	if !e.measured {
+		e.measured = true
+		defer e.measuredFlag.Store(true) // once rtt holds the sample
 	}
 	e.rtt.Store(math.Float64bits(rtt))
 	e.stamp.Store(now)
@@ -101,12 +108,21 @@ func (e *Endpoint) observe(rtt float64, now int64, peak bool) {
 // towards zero for the time without samples (so an idle, once-slow endpoint
 // is probed again), multiplied by the requests in flight plus one, and
 // divided by the weight.
+//
+// An endpoint not yet measured costs nothing while it has no request in
+// flight, so a new endpoint is probed at once (as Finagle's peak EWMA does);
+// with requests in flight it costs DefaultRTT per request, so it is not
+// flooded before its first answer says how fast it is.
 func (e *Endpoint) load(now int64) float64 {
+	pending := float64(e.pending.Load())
+	if !e.measuredFlag.Load() {
+		return math.Float64frombits(e.rtt.Load()) * pending / e.weight
+	}
 	rtt := math.Float64frombits(e.rtt.Load())
 	if elapsed := now - e.stamp.Load(); elapsed > 0 {
 		rtt *= math.Exp(-float64(elapsed) / e.tau)
 	}
-	return rtt * float64(e.pending.Load()+1) / e.weight
+	return rtt * (pending + 1) / e.weight
 }
 
 // Cost returns the endpoint's current load, in nanoseconds of expected
