@@ -308,7 +308,31 @@ func TestCheckPreAgainstAPIServer(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stdout, "× can query the Kubernetes API") {
 		t.Errorf("check without API server: exit %d\n%s", r.code, r.stdout)
 	}
-	if _, err := os.Stat(c.Kubeconfig()); err != nil {
+	// --context picks a context other than the current one.
+	kc2, err := clientcmd.LoadFromFile(writeKubeconfig(t, dead))
+	if err != nil {
 		t.Fatal(err)
+	}
+	live, err := clientcmd.LoadFromFile(c.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	liveCtx := live.Contexts[live.CurrentContext]
+	kc2.Clusters["live"] = live.Clusters[liveCtx.Cluster]
+	kc2.AuthInfos["live"] = live.AuthInfos[liveCtx.AuthInfo]
+	kc2.Contexts["live"] = &clientcmdapi.Context{Cluster: "live", AuthInfo: "live"}
+	two := filepath.Join(t.TempDir(), "two")
+	if err := clientcmd.WriteToFile(*kc2, two); err != nil {
+		t.Fatal(err)
+	}
+	r = meshctl(t, "", "check", "--pre", "--namespace=not-yet-installed", "--kubeconfig="+two, "--context=live")
+	if r.code != 0 {
+		t.Errorf("--context live: exit %d\n%s", r.code, r.stdout)
+	}
+	// And $KUBECONFIG is honoured without --kubeconfig.
+	t.Setenv("KUBECONFIG", two)
+	r = meshctl(t, "", "check", "--pre", "--context=live", "--namespace=not-yet-installed")
+	if r.code != 0 {
+		t.Errorf("$KUBECONFIG: exit %d\n%s", r.code, r.stdout)
 	}
 }
