@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -374,4 +375,28 @@ func TestJitter(t *testing.T) {
 			t.Fatalf("jitter(1s) = %v", d)
 		}
 	}
+}
+
+// Close ends every stream goroutine the client started.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	s := newServer(t, file1)
+	before := runtime.NumGoroutine()
+	c, err := New(Config{Addr: s.addr, IdleTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRecorder()
+	for _, a := range []string{"web:8080", "nope:1", "web"} {
+		c.Watch(a, r.update)
+	}
+	for range 3 {
+		r.next(t)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	eventually(t, "server streams to close", func() bool { return s.streamsOpen() == 0 })
+	// Watching a closed client is harmless.
+	c.Watch("web:8080", r.update)()
 }
