@@ -17,6 +17,7 @@ func (p *Proxy) forward(c *call) error {
 	out := r.WithContext(c) // shallow: shares r.Header, already stripped of hop-by-hop fields
 	c.url = *r.URL
 	c.url.Scheme, c.url.Host = schemes[c.up], c.addr
+	c.url.User = nil // userinfo of an absolute-form target would become an Authorization header
 	out.URL = &c.url
 	out.RequestURI = ""
 	out.Close = false
