@@ -8,9 +8,16 @@ import "go.yaml.in/yaml/v3"
 // changed value, a changed list) sets other, and the document is then
 // re-encoded instead.
 type merger struct {
-	inserts  []insertion
-	removals []removal
-	other    bool
+	inserts    []insertion
+	seqInserts []seqInsertion
+	removals   []removal
+	other      bool
+}
+
+// seqInsertion is an element added to a list that exists in the input,
+// placed before the input's element before (nil: at the end).
+type seqInsertion struct {
+	seq, item, before *yaml.Node
 }
 
 // removal is a key of an input mapping, or an element of an input list,
@@ -152,13 +159,15 @@ func (m *merger) mergeSequence(target, before, after *yaml.Node) *yaml.Node {
 	bNames, bOK := names(before)
 	if tOK && aOK && (before == nil || bOK) {
 		out := make([]*yaml.Node, 0, len(after.Content))
+		added := map[*yaml.Node]bool{}
 		for _, a := range after.Content {
 			name := scalar(get(a, "name"), "")
 			if t, ok := tNames[name]; ok {
 				out = append(out, m.merge(t, bNames[name], a))
 			} else {
-				m.touch(target) // a new element
-				out = append(out, fresh(a))
+				n := fresh(a)
+				added[n] = true
+				out = append(out, n)
 			}
 		}
 		var kept []*yaml.Node // the input's elements that stay, in input order
@@ -175,10 +184,31 @@ func (m *merger) mergeSequence(target, before, after *yaml.Node) *yaml.Node {
 			kept = append(kept, t)
 			out = append(out, t)
 		}
-		for i := range out {
-			if i >= len(kept) || out[i] != kept[i] {
+		var existing []*yaml.Node
+		for _, n := range out {
+			if !added[n] {
+				existing = append(existing, n)
+			}
+		}
+		for i := range existing {
+			if i >= len(kept) || existing[i] != kept[i] {
 				m.touch(target) // reordered
 				break
+			}
+		}
+		if target.Line > 0 {
+			for i, n := range out {
+				if !added[n] {
+					continue
+				}
+				in := seqInsertion{seq: target, item: n}
+				for _, later := range out[i+1:] {
+					if !added[later] && later.Line > 0 {
+						in.before = later
+						break
+					}
+				}
+				m.seqInserts = append(m.seqInserts, in)
 			}
 		}
 		target.Content = out

@@ -18,7 +18,7 @@ import (
 // The result is parsed back and must mean exactly what the merged node
 // tree means, or it is not used.
 func splice(c chunk, doc *yaml.Node, m *merger) ([]byte, bool) {
-	if m.other || len(m.inserts)+len(m.removals) == 0 {
+	if m.other || len(m.inserts)+len(m.seqInserts)+len(m.removals) == 0 {
 		return nil, false
 	}
 	nl := "\n"
@@ -38,7 +38,7 @@ func splice(c chunk, doc *yaml.Node, m *merger) ([]byte, bool) {
 	// of the mapping. Insertions at the same place form one fragment.
 	type edit struct {
 		at      int // 0-based line index to insert before
-		mapping *yaml.Node
+		mapping *yaml.Node // the mapping or list inserted into
 		frag    *yaml.Node
 		pad     string
 	}
@@ -95,6 +95,53 @@ func splice(c chunk, doc *yaml.Node, m *merger) ([]byte, bool) {
 			return nil, false // two mappings end on one line: order unclear
 		}
 		e.frag.Content = append(e.frag.Content, in.key, in.value)
+	}
+	// List elements go before the input's element that follows them, or
+	// after the list's last one, at the dash's column.
+	for _, in := range m.seqInserts {
+		sq := in.seq
+		if sq.Style&yaml.FlowStyle != 0 {
+			return nil, false
+		}
+		var last *yaml.Node
+		for _, n := range sq.Content {
+			if n.Line > 0 {
+				last = n
+			}
+		}
+		if last == nil {
+			return nil, false
+		}
+		var at, dash int
+		if in.before != nil {
+			var ok bool
+			if at, dash, ok = dashLine(lines, in.before); !ok {
+				return nil, false
+			}
+			for at > 0 && isComment(lines[at-1]) {
+				at--
+			}
+		} else {
+			start, d, ok := dashLine(lines, last)
+			if !ok {
+				return nil, false
+			}
+			at, dash = seqEnd(lines, start, d), d
+		}
+		var e *edit
+		for _, x := range edits {
+			if x.at == at {
+				e = x
+			}
+		}
+		switch {
+		case e == nil:
+			e = &edit{at: at, mapping: sq, frag: &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}, pad: strings.Repeat(" ", dash)}
+			edits = append(edits, e)
+		case e.mapping != sq:
+			return nil, false
+		}
+		e.frag.Content = append(e.frag.Content, in.item)
 	}
 	type span struct {
 		start, end int // lines [start, end) are replaced by text
@@ -215,6 +262,20 @@ func removedLines(lines [][]byte, r removal) (start, end int, ok bool) {
 		end = seqEnd(lines, n.Line-1, dash)
 	}
 	return start, end, end > start
+}
+
+// dashLine returns the line index of list element n and its dash's
+// column, if the element starts on the line of its dash.
+func dashLine(lines [][]byte, n *yaml.Node) (line, dash int, ok bool) {
+	if n.Line < 1 || n.Line > len(lines) {
+		return 0, 0, false
+	}
+	l := lines[n.Line-1]
+	t := bytes.TrimLeft(l, " ")
+	if len(t) == 0 || t[0] != '-' {
+		return 0, 0, false
+	}
+	return n.Line - 1, len(l) - len(t), true
 }
 
 // seqEnd returns the line index just past the block list element that

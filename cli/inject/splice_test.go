@@ -80,12 +80,26 @@ spec:
 	}
 }
 
-// When lines cannot simply be added (a list gains an element), the
-// document is re-encoded: still correct, comments and order kept.
-func TestSpliceFallsBackToEncoding(t *testing.T) {
-	in := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a # app\n    image: b\n  volumes:\n  - name: data\n    emptyDir: {}\n"
+// A list that gains elements keeps its bytes too: the elements are
+// inserted as lines, at the end or before the element that follows.
+func TestSpliceIntoLists(t *testing.T) {
+	in := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  initContainers:\n    # setup first\n    - name: setup\n      image: s\n\n  containers:\n  - name: a   # app\n    image: b\n  volumes:\n  - name: data\n    emptyDir: {}\n\n  restartPolicy: Never\n"
 	out, _ := mustTransform(t, sidecar, in)
-	if !strings.Contains(out, "  - name: a # app\n") || !strings.Contains(out, "  - name: data\n    emptyDir: {}\n  - name: tok\n    emptyDir: {}\n") {
+	added := onlyAdded(t, in, out)
+	if len(added) != 9 {
+		t.Errorf("added %d lines:\n%s", len(added), out)
+	}
+	if !strings.Contains(out, "  initContainers:\n    - name: proxy\n") || !strings.Contains(out, "    emptyDir: {}\n  - name: tok\n    emptyDir: {}\n\n  restartPolicy") {
+		t.Errorf("elements not where they belong:\n%s", out)
+	}
+}
+
+// When lines cannot simply be added (a flow-style list gains an element),
+// the document is re-encoded: still correct, comments and order kept.
+func TestSpliceFallsBackToEncoding(t *testing.T) {
+	in := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a   # app\n    image: b\n  volumes: [{name: data, emptyDir: {}}]\n"
+	out, _ := mustTransform(t, sidecar, in)
+	if !strings.Contains(out, "  - name: a # app\n") || !strings.Contains(out, "volumes: [{name: data, emptyDir: {}}, {name: tok, emptyDir: {}}]") {
 		t.Errorf("re-encoded output:\n%s", out)
 	}
 }

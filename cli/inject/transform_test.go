@@ -147,7 +147,7 @@ spec:
 	out, _ := mustTransform(t, sidecar, in)
 	for _, want := range []string{
 		"    - name: app # the app\n",
-		"      unknownField: kept # a field the typed model does not know\n",
+		"      unknownField: kept    # a field the typed model does not know\n",
 		"  initContainers:\n    - name: proxy\n",
 		"value: \"4143\"", "value: \"true\"",
 		"    - name: data\n      emptyDir: {}\n    - name: tok\n      emptyDir: {}\n",
