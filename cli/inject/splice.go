@@ -37,7 +37,7 @@ func splice(c chunk, doc *yaml.Node, m *merger) ([]byte, bool) {
 	// input already had (above that key's comment lines), or at the end
 	// of the mapping. Insertions at the same place form one fragment.
 	type edit struct {
-		at      int // 0-based line index to insert before
+		at      int        // 0-based line index to insert before
 		mapping *yaml.Node // the mapping or list inserted into
 		frag    *yaml.Node
 		pad     string
