@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/meshlet/meshlet/identity/validate"
 )
 
 // Refusal reasons. Each is a sentinel wrapped (with %w) by the error that
@@ -14,11 +16,11 @@ var (
 	// ErrBadRequest: a required field of the request is missing.
 	ErrBadRequest = errors.New("identity: bad request")
 	// ErrInvalidToken: the token is not one this service accepts.
-	ErrInvalidToken = errors.New("identity: invalid token")
+	ErrInvalidToken = validate.ErrInvalidToken
 	// ErrWrongAudience: the token is valid but was minted for another audience.
-	ErrWrongAudience = errors.New("identity: token has the wrong audience")
+	ErrWrongAudience = validate.ErrWrongAudience
 	// ErrExpiredToken: the token's expiry has passed.
-	ErrExpiredToken = errors.New("identity: token expired")
+	ErrExpiredToken = validate.ErrExpiredToken
 	// ErrNotServiceAccount: the token authenticates a user that is not a
 	// ServiceAccount, so no workload identity can be derived from it.
 	ErrNotServiceAccount = errors.New("identity: token is not a service account's")
@@ -32,17 +34,17 @@ var (
 	// asked for.
 	ErrIdentityMismatch = errors.New("identity: identity mismatch")
 	// ErrCSRParse: csr_der is not a PKCS#10 request.
-	ErrCSRParse = errors.New("identity: csr cannot be parsed")
+	ErrCSRParse = validate.ErrCSRParse
 	// ErrCSRSignature: the CSR is not signed by its own key.
-	ErrCSRSignature = errors.New("identity: csr signature invalid")
+	ErrCSRSignature = validate.ErrCSRSignature
 	// ErrCSRKeyType: the CSR's key is not ECDSA P-256.
-	ErrCSRKeyType = errors.New("identity: csr key type not allowed")
+	ErrCSRKeyType = validate.ErrCSRKeyType
 	// ErrCSRExtraSANs: the CSR names DNS, IP or email SANs, or more than one
 	// URI.
-	ErrCSRExtraSANs = errors.New("identity: csr has extra subject alternative names")
+	ErrCSRExtraSANs = validate.ErrCSRExtraSANs
 	// ErrCSRIdentity: the CSR's URI SAN is missing or is not the identity
 	// asked for.
-	ErrCSRIdentity = errors.New("identity: csr identity does not match")
+	ErrCSRIdentity = validate.ErrCSRIdentity
 	// ErrIssuerUnavailable: no valid issuer is loaded.
 	ErrIssuerUnavailable = errors.New("identity: issuer unavailable")
 	// ErrSigning: signing failed for an internal reason.

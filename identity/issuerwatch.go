@@ -25,7 +25,8 @@ type IssuerFiles struct {
 }
 
 // IssuerWatcher keeps the current Issuer, re-reading the files when their
-// content changes (cert-manager rotates the issuer Secret in place). A new
+// content changes (cert-manager rotates the issuer Secret in place) and has
+// stayed the same for two polls. A new
 // issuer that fails validation is refused, logged and counted, and the old
 // one stays in use.
 type IssuerWatcher struct {
@@ -37,6 +38,9 @@ type IssuerWatcher struct {
 	// bad file is reported once rather than on every poll. Only Run's
 	// goroutine (and NewIssuerWatcher before it) touches it.
 	lastSum [sha256.Size]byte
+	// pendingSum is new content seen once, applied if the next poll sees it
+	// again.
+	pendingSum [sha256.Size]byte
 	// now is time.Now, replaceable by tests of expiry handling.
 	now func() time.Time
 }
@@ -86,8 +90,17 @@ func (w *IssuerWatcher) reload() (bool, error) {
 		return false, fmt.Errorf("identity: read issuer files: %w", err)
 	}
 	sum := sha256.Sum256(bytes.Join([][]byte{anchors, cert, key}, []byte{0}))
-	if w.cur.Load() != nil && sum == w.lastSum {
-		return false, nil
+	if w.cur.Load() != nil {
+		if sum == w.lastSum {
+			return false, nil
+		}
+		// Use new content only once two polls in a row see it, so that a
+		// file caught halfway through a non-atomic write is not reported as
+		// a bad issuer.
+		if sum != w.pendingSum {
+			w.pendingSum = sum
+			return false, nil
+		}
 	}
 	w.lastSum = sum
 	is, err := ParseIssuer(anchors, cert, key, w.now())

@@ -51,8 +51,12 @@ func TestSelfCertFollowsIssuer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca.write(t, ca.root.CertPEM, next)
+	// New content is applied when two polls in a row see it.
+	if changed, err := w.reload(); err != nil || changed {
+		t.Fatalf("first poll of new content: %v %v", changed, err)
+	}
 	if changed, err := w.reload(); err != nil || !changed {
-		t.Fatalf("reload: %v %v", changed, err)
+		t.Fatalf("second poll: %v %v", changed, err)
 	}
 	second, err := sc.GetCertificate(nil)
 	if err != nil {

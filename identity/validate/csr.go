@@ -1,4 +1,4 @@
-package identity
+package validate
 
 import (
 	"crypto/ecdsa"
@@ -12,11 +12,11 @@ import (
 // MaxCSRSize bounds csr_der; a P-256 CSR with one URI is about 300 bytes.
 const MaxCSRSize = 16 << 10
 
-// ValidateCSR parses a DER PKCS#10 request and accepts it only if it is
+// CSR parses a DER PKCS#10 request and accepts it only if it is
 // signed by its own ECDSA P-256 key and names exactly one subject
 // alternative name: the URI want. The returned error wraps one of ErrCSRParse,
 // ErrCSRSignature, ErrCSRKeyType, ErrCSRExtraSANs or ErrCSRIdentity.
-func ValidateCSR(der []byte, want spiffeid.ID) (*x509.CertificateRequest, error) {
+func CSR(der []byte, want spiffeid.ID) (*x509.CertificateRequest, error) {
 	if len(der) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrCSRParse)
 	}

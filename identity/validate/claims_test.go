@@ -1,4 +1,4 @@
-package identity
+package validate
 
 import (
 	"encoding/base64"
@@ -30,31 +30,11 @@ func TestRefusedTokenError(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := refusedTokenError(tc.token, DefaultAudience, "api says no", now)
+			err := RefusedTokenError(tc.token, "identity.meshlet.io", "api says no", now)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestServiceAccountOf(t *testing.T) {
-	cases := []struct {
-		user, ns, sa string
-		ok           bool
-	}{
-		{"system:serviceaccount:shop:web", "shop", "web", true},
-		{"system:serviceaccount:shop:", "", "", false},
-		{"system:serviceaccount::web", "", "", false},
-		{"system:serviceaccount:shop:web:x", "", "", false},
-		{"system:admin", "", "", false},
-		{"system:node:n1", "", "", false},
-	}
-	for _, tc := range cases {
-		ns, sa, ok := serviceAccountOf(tc.user)
-		if ns != tc.ns || sa != tc.sa || ok != tc.ok {
-			t.Errorf("serviceAccountOf(%q) = %q %q %v", tc.user, ns, sa, ok)
-		}
 	}
 }
 
@@ -65,7 +45,7 @@ func FuzzTokenClaims(f *testing.F) {
 	f.Add([]byte("a.b.c"))
 	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, tok []byte) {
-		err := refusedTokenError(tok, DefaultAudience, "", time.Now())
+		err := RefusedTokenError(tok, "identity.meshlet.io", "", time.Now())
 		if !errors.Is(err, ErrInvalidToken) && !errors.Is(err, ErrExpiredToken) && !errors.Is(err, ErrWrongAudience) {
 			t.Fatalf("unexpected class: %v", err)
 		}
