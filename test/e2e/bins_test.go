@@ -39,7 +39,7 @@ func binaries(t *testing.T) string {
 				t.Fatalf("e2e: %s=%s: %v", EnvBinDir, dir, err)
 			}
 		}
-		return dir
+		return reachable(t, dir)
 	}
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -68,6 +68,37 @@ func binaries(t *testing.T) string {
 	}
 	t.Logf("built %d binaries in %v", len(components), time.Since(begin).Round(time.Second))
 	return dir
+}
+
+// reachable returns a folder of the binaries in dir that the proxy's UID
+// can run meshlet-proxy from whatever dir's parents allow (a checkout under
+// /root is not searchable by UID 2102): meshlet-proxy is copied into a new
+// 0755 folder, the others (run as root) are linked.
+func reachable(t *testing.T, dir string) string {
+	out, err := os.MkdirTemp("", "meshlet-e2e-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(out) })
+	if err := os.Chmod(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range components {
+		if c != "meshlet-proxy" {
+			if err := os.Symlink(filepath.Join(dir, c), filepath.Join(out, c)); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, c), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
 
 // requireHost skips unless the machine can run pods as namespaces.
