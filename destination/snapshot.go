@@ -17,19 +17,6 @@ type snapshot struct {
 	eps    map[netip.AddrPort]*pb.Endpoint
 }
 
-func (s snapshot) equal(o snapshot) bool {
-	if s.exists != o.exists || len(s.eps) != len(o.eps) {
-		return false
-	}
-	for a, e := range s.eps {
-		oe, ok := o.eps[a]
-		if !ok || !proto.Equal(e, oe) {
-			return false
-		}
-	}
-	return true
-}
-
 // fullState is the first message of a stream: every endpoint, or
 // NoEndpoints.
 func fullState(s snapshot) *pb.Update {
