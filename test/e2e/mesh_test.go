@@ -68,6 +68,13 @@ func TestMesh(t *testing.T) {
 		if !strings.Contains(body, "host="+host) {
 			t.Errorf("the app saw %q, want host=%s", body, host)
 		}
+		// The name decides, not the address: sent to an address of the
+		// service CIDR that no Service has, the request still reaches web.
+		unused := "10.111.255.254"
+		body, pod := httpGet(t, client, "http://"+unused+port(httpPort)+"/", host)
+		if !strings.HasPrefix(pod, "web-") || !strings.Contains(body, "host="+host) {
+			t.Errorf("sent to %s with Host %s: answered by %q: %q", unused, host, pod, body)
+		}
 	})
 	t.Run("GRPC", func(t *testing.T) {
 		for _, authority := range []string{"", name + ":" + strconv.Itoa(grpcPort)} {
