@@ -149,6 +149,10 @@ func (r *checkRun) run(ctx context.Context) bool {
 		fmt.Fprintf(r.out, "Status check results are × (%d failed)\n", r.failed)
 		return false
 	}
+	if r.warned > 0 {
+		fmt.Fprintf(r.out, "Status check results are √ (%d warning(s))\n", r.warned)
+		return true
+	}
 	fmt.Fprintln(r.out, "Status check results are √")
 	return true
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,6 +45,27 @@ func (r *checkRun) proxyChecks(ctx context.Context) {
 	}) {
 		return
 	}
+	r.check(ctx, "meshed pods run the control plane's proxy version", func(ctx context.Context) (string, error) {
+		cm, err := r.client.CoreV1().ConfigMaps(r.g.namespace).Get(ctx, deploy.ConfigMapName, metav1.GetOptions{})
+		if err != nil {
+			return "", err
+		}
+		cfg, err := injectorConfig(cm.Data)
+		if err != nil {
+			return "", err
+		}
+		var old []string
+		for _, p := range pods {
+			if v := p.Annotations[injector.AnnotationProxyVersion]; v != cfg.ProxyVersion {
+				old = append(old, p.Namespace+"/"+p.Name+" ("+v+")")
+			}
+		}
+		if len(old) > 0 {
+			return "", warning{fmt.Sprintf("%d pod(s) run another proxy version than %s; restart them to upgrade: %s",
+				len(old), cfg.ProxyVersion, strings.Join(old, ", "))}
+		}
+		return cfg.ProxyVersion, nil
+	})
 	for _, p := range pods {
 		p := p
 		r.check(ctx, "pod "+p.Namespace+"/"+p.Name+" proxy certificate chains to the trust anchors", func(ctx context.Context) (string, error) {

@@ -106,7 +106,7 @@ func TestCheckProxyCertificates(t *testing.T) {
 	for _, p := range pods {
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: ns, Annotations: map[string]string{
-				"meshlet.io/proxy-version": "dev", "meshlet.io/identity": id,
+				"meshlet.io/proxy-version": "v0.9", "meshlet.io/identity": id,
 			}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
 		}
@@ -123,6 +123,7 @@ func TestCheckProxyCertificates(t *testing.T) {
 	}
 	for _, want := range []string{
 		"√ can list meshed pods (4 meshed)\n",
+		"‼ meshed pods run the control plane's proxy version\n    4 pod(s) run another proxy version than dev; restart them to upgrade: ",
 		"√ pod " + ns + "/good proxy certificate chains to the trust anchors (" + id + ")\n",
 		"× pod " + ns + "/foreign-ca proxy certificate chains to the trust anchors\n    x509: certificate signed by unknown authority",
 		"× pod " + ns + "/wrong-id proxy certificate chains to the trust anchors\n    certificate does not name the pod's identity " + id + "\n",
