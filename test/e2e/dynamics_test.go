@@ -19,7 +19,9 @@ const propagationLimit = 2500 * time.Millisecond
 // testPeakEWMA: of three replicas, one answers 10× slower; peak-EWMA must
 // send it under 10% of the requests.
 // Answer delays of the peak-EWMA replicas.
-const fastDelay, slowDelay = 10 * time.Millisecond, 100 * time.Millisecond
+// The base is large enough that a busy machine's scheduling noise does not
+// blur the 10× difference.
+const fastDelay, slowDelay = 20 * time.Millisecond, 200 * time.Millisecond
 
 // ewmaPods starts the three replicas of testPeakEWMA (in the parent test:
 // pods live as long as the test that started them).
@@ -44,7 +46,10 @@ func testPeakEWMA(t *testing.T, m *mesh, ns string, client *pod, pods []*pod) {
 	warm.requireNoFailures(t, "warm-up")
 
 	begin := time.Now()
-	l := startLoad(t, client, url, 4, 400, 90*time.Second)
+	// Three workers: enough concurrency that in-flight counts matter, not
+	// so much that the two fast replicas' queues make the slow one cheaper
+	// (which peak-EWMA would then rightly prefer).
+	l := startLoad(t, client, url, 3, 400, 90*time.Second)
 	l.wg.Wait()
 	l.requireNoFailures(t, "peak-EWMA load")
 	events, _, _ := l.snapshot()
@@ -176,9 +181,9 @@ func testDestinationRestart(t *testing.T, m *mesh, ns string, client *pod, svcIP
 	l.requireNoFailures(t, "load across the destination restart")
 }
 
-// testRotation runs load for longer than a renewal period: every proxy on
-// the path renews its certificate meanwhile, and no request or connection
-// fails.
+// testRotation runs load for longer than a renewal period, with
+// meshlet-identity restarted early on: every proxy on the path renews its
+// certificate meanwhile, and no request or connection fails.
 func testRotation(t *testing.T, m *mesh, client *pod, web []*pod, svcIP string) {
 	proxies := append([]*pod{client}, web...)
 	renewals := func() map[string]float64 {
@@ -195,7 +200,15 @@ func testRotation(t *testing.T, m *mesh, client *pod, web []*pod, svcIP string) 
 	// whatever certificates the proxies hold at that moment.
 	deadline := time.Now().Add(window)
 	conns, failed := 0, []string{}
+	// meshlet-identity is restarted (2 s down) early in the window, so the
+	// renewals counted below come from the new process, and the proxies
+	// ride out its absence on the certificates they hold.
+	restarted := false
 	for time.Now().Before(deadline) && conns < 2000 {
+		if !restarted && time.Until(deadline) < window-time.Second {
+			m.restart(t, "identity", 2*time.Second)
+			restarted = true
+		}
 		if _, err := tryBanner(client, svcIP+":"+strconv.Itoa(bannerPort)); err != nil {
 			failed = append(failed, err.Error())
 		}
