@@ -123,6 +123,29 @@ func BenchmarkKubeDiscovery(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("MESHLET_BENCH_BURST")); err == nil && v > 0 {
 		burst = min(v, size.services)
 	}
+	// MESHLET_BENCH_CPUPROFILE=file saves a 10 s CPU profile of the
+	// destination taken while the changes run.
+	profDone := make(chan struct{})
+	if path := os.Getenv("MESHLET_BENCH_CPUPROFILE"); path != "" {
+		go func() {
+			defer close(profDone)
+			resp, err := http.Get("http://" + admin + "/debug/pprof/profile?seconds=10")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(path)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer f.Close()
+			_, _ = f.ReadFrom(resp.Body)
+		}()
+	} else {
+		close(profDone)
+	}
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -151,6 +174,7 @@ func BenchmarkKubeDiscovery(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	<-profDone
 
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
@@ -300,7 +324,7 @@ func buildDestination(b *testing.B) string {
 func startDestinationProcess(b *testing.B, bin, kubeconfig string) (addr, admin string, pid int) {
 	b.Helper()
 	grpcAddr, adminAddr := freeAddr(b), freeAddr(b)
-	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--log-level", "warn")
+	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--pprof")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,9 @@ type Config struct {
 	// TLS, when set, serves the API over TLS (e.g. with the destination's
 	// own SVID); nil means plaintext.
 	TLS *tls.Config
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin address
+	// (off by default: profiles reveal internals and cost CPU).
+	Pprof bool
 	// Logger: nil means slog.Default().
 	Logger *slog.Logger
 	// OnListen, when set, is called with the bound addresses once both
@@ -150,7 +154,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	gs := grpc.NewServer(opts...)
 	pb.RegisterDestinationServer(gs, srv)
-	admin := &http.Server{Handler: adminHandler(reg, backend.Ready), ReadHeaderTimeout: 5 * time.Second}
+	admin := &http.Server{Handler: adminHandler(reg, backend.Ready, cfg.Pprof), ReadHeaderTimeout: 5 * time.Second}
 	if cfg.OnListen != nil {
 		cfg.OnListen(gl.Addr(), al.Addr())
 	}
@@ -195,8 +199,15 @@ func Run(ctx context.Context, cfg Config) error {
 	return fmt.Errorf("destination: %w", first)
 }
 
-func adminHandler(reg *prometheus.Registry, ready func() bool) http.Handler {
+func adminHandler(reg *prometheus.Registry, ready func() bool, profiling bool) http.Handler {
 	mux := http.NewServeMux()
+	if profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
