@@ -74,6 +74,7 @@ func (c *Client) Close() error {
 		if r.idle != nil {
 			r.idle.Stop()
 		}
+		c.endLocked(r)
 	}
 	c.mu.Unlock()
 	c.cancel()

@@ -396,6 +396,9 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	if n := value(c.m.streams); n != 0 {
+		t.Fatalf("authorities after Close = %v", n)
+	}
 	eventually(t, "server streams to close", func() bool { return s.streamsOpen() == 0 })
 	// Watching a closed client is harmless.
 	c.Watch("web:8080", r.update)()
