@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -193,6 +192,18 @@ func (m *mesh) startProxy(t *testing.T, p *pod, c *corev1.Container) {
 		"--pdeathsig=KILL", "--", filepath.Join(m.bin, "meshlet-proxy")}, c.Args...)
 	p.proxy = m.procs.start(t, "proxy-"+p.namespace+"-"+p.name, env, argv...)
 	waitHTTP(t, p.client, "http://127.0.0.1:4191/ready", time.Minute, p.proxy)
+	// ip netns exec and setpriv exec in place: the pid is the proxy's now.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.proxy.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			if f := strings.Fields(rest); len(f) < 2 || f[0] != uid || f[1] != uid {
+				t.Fatalf("e2e: meshlet-proxy of %s runs with %s, want UID %s", p.name, line, uid)
+			}
+		}
+	}
 }
 
 func (m *mesh) writeToken(t *testing.T, p *pod, sat *corev1.ServiceAccountTokenProjection, path string) {
@@ -296,6 +307,3 @@ func (m *mesh) stopPod(p *pod) {
 		p.proxy.stop(10 * time.Second)
 	}
 }
-
-var _ = net.JoinHostPort
-var _ = fmt.Sprint
