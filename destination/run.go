@@ -49,8 +49,11 @@ type Config struct {
 	// QueueSize: see ServerConfig.
 	QueueSize int
 	// TLS, when set, serves the API over TLS (e.g. with the destination's
-	// own SVID); nil means plaintext.
+	// own SVID). nil means TLSCertFile/TLSKeyFile, or plaintext without them.
 	TLS *tls.Config
+	// TLSCertFile and TLSKeyFile (PEM) serve the API over TLS 1.3; the files
+	// are re-read when they change. Both or neither.
+	TLSCertFile, TLSKeyFile string
 	// Pprof serves net/http/pprof under /debug/pprof/ on the admin address
 	// (off by default: profiles reveal internals and cost CPU).
 	Pprof bool
@@ -74,6 +77,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("destination: unknown source %q (want %s or %s)", c.Source, SourceKubernetes, SourceFile)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("destination: TLS needs both a certificate file and a key file")
 	}
 	if c.QueueSize < 0 {
 		return errors.New("destination: queue size must not be negative")
@@ -103,6 +109,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.TLS == nil && cfg.TLSCertFile != "" {
+		tc, err := serverTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tc
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -31,6 +31,7 @@ func TestConfigValidate(t *testing.T) {
 		{destination.Config{File: "x.yaml"}, "--source=file"},
 		{destination.Config{Source: "consul"}, `unknown source "consul"`},
 		{destination.Config{QueueSize: -1}, "queue size"},
+		{destination.Config{TLSCertFile: "c.pem"}, "both a certificate file and a key file"},
 	}
 	for _, tt := range tests {
 		err := tt.cfg.Validate()

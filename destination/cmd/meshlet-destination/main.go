@@ -49,6 +49,8 @@ func main() {
 	f.StringVar(&cfg.File, "file", "", "YAML endpoints file for --source=file")
 	f.DurationVar(&cfg.FilePollInterval, "file-poll-interval", destination.DefaultFilePollInterval, "how often the file is checked for changes")
 	f.IntVar(&cfg.QueueSize, "queue-size", destination.DefaultQueueSize, "per-stream queue of unsent updates; a stream that fills it is ended")
+	f.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate: serve the API over TLS 1.3 (re-read on change)")
+	f.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
