@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -402,4 +404,39 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	eventually(t, "server streams to close", func() bool { return s.streamsOpen() == 0 })
 	// Watching a closed client is harmless.
 	c.Watch("web:8080", r.update)()
+}
+
+// Many goroutines watch and stop the same few authorities while the
+// endpoints change: no race, no update after stop, every stream closed at
+// the end.
+func TestConcurrentWatchStop(t *testing.T) {
+	s := newServer(t, file1)
+	c, _ := newClient(t, s.addr, -1)
+	authorities := []string{"web:8080", "web", "nope:1"}
+	var wg sync.WaitGroup
+	var late atomic.Int64
+	for g := range 20 {
+		wg.Go(func() {
+			for i := range 20 {
+				var stopped atomic.Bool
+				stop := c.Watch(authorities[(g+i)%len(authorities)], func(endpoint.Set) {
+					if stopped.Load() {
+						late.Add(1)
+					}
+				})
+				time.Sleep(time.Duration(i%3) * time.Millisecond)
+				stop()
+				stopped.Store(true)
+			}
+		})
+	}
+	for i := range 5 {
+		s.write(strings.Replace(file1, "9002", strconv.Itoa(9100+i), 1))
+		time.Sleep(30 * time.Millisecond)
+	}
+	wg.Wait()
+	if n := late.Load(); n != 0 {
+		t.Fatalf("%d updates after stop returned", n)
+	}
+	eventually(t, "all streams closed", func() bool { return s.streamsOpen() == 0 && value(c.m.streams) == 0 })
 }
