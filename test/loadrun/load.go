@@ -56,56 +56,56 @@ func (r *result) String() string {
 		r.rps(), r.quantile(0.5).Round(time.Microsecond), r.quantile(0.99).Round(time.Microsecond))
 }
 
-// fixedRate sends rate requests per second for d, open loop: each request's
-// latency counts from when it was due, so a stall is not hidden by the
-// requests it delays (no coordinated omission). workers bounds concurrency.
+// fixedRate sends rate requests per second for d, open loop, from workers
+// each pacing its own share. A request's latency counts from when it was
+// due if its worker was still busy with an earlier one then (the queueing
+// a slow response causes is not hidden: no coordinated omission), and from
+// when it was sent otherwise (the loader's own timer jitter is not the
+// system's latency).
 func fixedRate(ctx context.Context, c *http.Client, url string, rate int, d time.Duration, workers int) *result {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	due := make(chan time.Time, workers)
 	var mu sync.Mutex
 	res := &result{}
 	var sent, failed atomic.Int64
 	var wg sync.WaitGroup
+	interval := time.Duration(workers) * time.Second / time.Duration(rate)
+	start := time.Now()
 	for i := 0; i < workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var local []time.Duration
-			for at := range due {
+			due := start.Add(time.Duration(i) * interval / time.Duration(workers))
+			lastEnd := start
+			for {
+				if w := time.Until(due); w > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(w):
+					}
+				}
+				if ctx.Err() != nil {
+					break
+				}
+				t0 := time.Now()
+				from := t0
+				if lastEnd.After(due) { // busy when this one fell due
+					from = due
+				}
 				if !do(c, url) {
 					failed.Add(1)
 				}
+				lastEnd = time.Now()
 				sent.Add(1)
-				local = append(local, time.Since(at))
+				local = append(local, lastEnd.Sub(from))
+				due = due.Add(interval)
 			}
 			mu.Lock()
 			res.lat = append(res.lat, local...)
 			mu.Unlock()
 		}()
 	}
-	start := time.Now()
-	interval := time.Second / time.Duration(rate)
-	next := start
-loop:
-	for {
-		next = next.Add(interval)
-		if w := time.Until(next); w > 0 {
-			select {
-			case <-ctx.Done():
-				break loop
-			case <-time.After(w):
-			}
-		} else if ctx.Err() != nil {
-			break
-		}
-		select {
-		case due <- next:
-		case <-ctx.Done():
-			break loop
-		}
-	}
-	close(due)
 	wg.Wait()
 	res.elapsed = time.Since(start)
 	res.sent, res.failed = sent.Load(), failed.Load()

@@ -125,9 +125,9 @@ func run(ctx context.Context, c config) error {
 				return ctx.Err()
 			}
 			cl := client(proto, c.conns)
-			fixedRate(ctx, cl, t.url, c.rate, time.Second, c.conns) // warm-up: connections, EWMA
+			fixedRate(ctx, cl, t.url, c.rate, time.Second, 8) // warm-up: connections, EWMA
 			r := row{proto: proto, path: t.name}
-			r.fixed = fixedRate(ctx, cl, t.url, c.rate, c.duration, 64)
+			r.fixed = fixedRate(ctx, cl, t.url, c.rate, c.duration, 8)
 			before := cpuOf(t.pids)
 			r.max = maxRate(ctx, cl, t.url, c.duration, c.conns)
 			if len(t.pids) > 0 && r.max.sent > 0 {
