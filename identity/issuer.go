@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/meshlet/meshlet/internal/pemutil"
 )
 
 // Issuer is a validated, immutable signing CA: the intermediate certificate
@@ -30,15 +32,15 @@ type Issuer struct {
 // whose key does not match, that is not valid at now, or that does not chain
 // to one of the anchors.
 func ParseIssuer(anchorsPEM, certPEM, keyPEM []byte, now time.Time) (*Issuer, error) {
-	anchors, err := parseCertificatesPEM(anchorsPEM)
+	anchors, err := pemutil.Certificates(anchorsPEM)
 	if err != nil {
 		return nil, fmt.Errorf("identity: trust anchors: %w", err)
 	}
-	chain, err := parseCertificatesPEM(certPEM)
+	chain, err := pemutil.Certificates(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("identity: issuer certificate: %w", err)
 	}
-	key, err := parsePrivateKeyPEM(keyPEM)
+	key, err := pemutil.PrivateKey(keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("identity: issuer key: %w", err)
 	}

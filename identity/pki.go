@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/meshlet/meshlet/internal/pemutil"
 )
 
 // KeyPair is a PEM-encoded certificate and its PKCS#8 private key, as they
@@ -58,12 +60,12 @@ func NewIssuer(root KeyPair, lifetime time.Duration) (KeyPair, error) {
 	if lifetime <= 0 {
 		return KeyPair{}, errors.New("identity: issuer: lifetime must be positive")
 	}
-	certs, err := parseCertificatesPEM(root.CertPEM)
+	certs, err := pemutil.Certificates(root.CertPEM)
 	if err != nil {
 		return KeyPair{}, fmt.Errorf("identity: issuer: root certificate: %w", err)
 	}
 	rootCert := certs[0]
-	rootKey, err := parsePrivateKeyPEM(root.KeyPEM)
+	rootKey, err := pemutil.PrivateKey(root.KeyPEM)
 	if err != nil {
 		return KeyPair{}, fmt.Errorf("identity: issuer: root key: %w", err)
 	}
@@ -131,61 +133,4 @@ func randomSerial() (*big.Int, error) {
 		n.SetInt64(1)
 	}
 	return n, nil
-}
-
-// parseCertificatesPEM returns every CERTIFICATE block of b, in order; it
-// fails on none or on any other block type (a key pasted into a certificate
-// file is a mistake worth reporting).
-func parseCertificatesPEM(b []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block %d is %q, want CERTIFICATE", n, block.Type)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("PEM block %d: %w", n, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no PEM CERTIFICATE block found")
-	}
-	return certs, nil
-}
-
-// parsePrivateKeyPEM reads the first PEM block of b as a PKCS#8, SEC 1 (EC)
-// or PKCS#1 (RSA) private key.
-func parsePrivateKeyPEM(b []byte) (crypto.Signer, error) {
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, errors.New("no PEM block found")
-	}
-	var (
-		key any
-		err error
-	)
-	switch block.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(block.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("PEM block is %q, want a private key", block.Type)
-	}
-	if err != nil {
-		return nil, err
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("key of type %T cannot sign", key)
-	}
-	return signer, nil
 }

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshlet/meshlet/identity/api/identitypb"
+	"github.com/meshlet/meshlet/internal/pemutil"
 )
 
 // localServer is a real meshlet-identity in local mode on loopback.
@@ -149,7 +150,7 @@ func TestCertifyLocalMode(t *testing.T) {
 					}
 					chain = append(chain, c)
 				}
-				anchors, err := parseCertificatesPEM(s.ca.root.CertPEM)
+				anchors, err := pemutil.Certificates(s.ca.root.CertPEM)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -8,65 +8,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
-	"fmt"
 	"math/big"
 	"time"
 )
-
-// parseCerts returns every CERTIFICATE block of pemData.
-func parseCerts(pemData []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for n := 1; ; n++ {
-		var b *pem.Block
-		b, pemData = pem.Decode(pemData)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block %d is %q, want CERTIFICATE", n, b.Type)
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("PEM block %d: %w", n, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificate found")
-	}
-	return out, nil
-}
-
-// parseKey reads a PKCS#8, SEC 1 or PKCS#1 private key.
-func parseKey(pemData []byte) (crypto.Signer, error) {
-	b, _ := pem.Decode(pemData)
-	if b == nil {
-		return nil, errors.New("no PEM private key found")
-	}
-	var (
-		k   any
-		err error
-	)
-	switch b.Type {
-	case "PRIVATE KEY":
-		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-	case "EC PRIVATE KEY":
-		k, err = x509.ParseECPrivateKey(b.Bytes)
-	case "RSA PRIVATE KEY":
-		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-	default:
-		return nil, fmt.Errorf("PEM block is %q, want a private key", b.Type)
-	}
-	if err != nil {
-		return nil, err
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("key of type %T cannot sign", k)
-	}
-	return s, nil
-}
 
 // keyMatches reports whether key is the private half of cert's public key.
 func keyMatches(cert *x509.Certificate, key crypto.Signer) bool {

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshlet/meshlet/deploy"
+	"github.com/meshlet/meshlet/internal/pemutil"
 )
 
 // postChecks: the control plane as install left it.
@@ -59,7 +60,7 @@ func (r *checkRun) postChecks(ctx context.Context) {
 		if pem == "" {
 			return "", fmt.Errorf("ConfigMap %s has no %s", deploy.ConfigMapName, deploy.TrustAnchorsKey)
 		}
-		anchors, err = parseCerts([]byte(pem))
+		anchors, err = pemutil.Certificates([]byte(pem))
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", deploy.TrustAnchorsKey, err)
 		}
@@ -76,11 +77,11 @@ func (r *checkRun) postChecks(ctx context.Context) {
 			if err != nil {
 				return "", err
 			}
-			certs, err := parseCerts(s.Data["tls.crt"])
+			certs, err := pemutil.Certificates(s.Data["tls.crt"])
 			if err != nil {
 				return "", fmt.Errorf("secret %s tls.crt: %w", deploy.IssuerSecretName, err)
 			}
-			key, err := parseKey(s.Data["tls.key"])
+			key, err := pemutil.PrivateKey(s.Data["tls.key"])
 			if err != nil {
 				return "", fmt.Errorf("secret %s tls.key: %w", deploy.IssuerSecretName, err)
 			}
@@ -117,7 +118,7 @@ func (r *checkRun) postChecks(ctx context.Context) {
 		return
 	}
 	r.check(ctx, "webhook caBundle is valid for the injector's serving certificate", func(ctx context.Context) (string, error) {
-		cas, err := parseCerts(caBundle)
+		cas, err := pemutil.Certificates(caBundle)
 		if err != nil {
 			return "", fmt.Errorf("caBundle: %w", err)
 		}
@@ -125,7 +126,7 @@ func (r *checkRun) postChecks(ctx context.Context) {
 		if err != nil {
 			return "", err
 		}
-		certs, err := parseCerts(s.Data["tls.crt"])
+		certs, err := pemutil.Certificates(s.Data["tls.crt"])
 		if err != nil {
 			return "", fmt.Errorf("secret %s tls.crt: %w", deploy.WebhookSecretName, err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshlet/meshlet/deploy"
 	"github.com/meshlet/meshlet/injector"
+	"github.com/meshlet/meshlet/internal/pemutil"
 )
 
 // proxyChecks: every meshed pod's proxy presents a certificate that chains
@@ -29,7 +30,7 @@ func (r *checkRun) proxyChecks(ctx context.Context) {
 		if err != nil {
 			return "", err
 		}
-		if anchors, err = parseCerts([]byte(cm.Data[deploy.TrustAnchorsKey])); err != nil {
+		if anchors, err = pemutil.Certificates([]byte(cm.Data[deploy.TrustAnchorsKey])); err != nil {
 			return "", fmt.Errorf("trust anchors: %w", err)
 		}
 		list, err := r.client.CoreV1().Pods(r.o.proxyNS).List(ctx, metav1.ListOptions{})

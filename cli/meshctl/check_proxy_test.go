@@ -18,6 +18,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshlet/meshlet/internal/pemutil"
 )
 
 // proxyServer stands in for a meshed pod's proxy: a TLS listener on ip:port
@@ -80,11 +82,11 @@ func loadCA(t *testing.T, certFile, keyFile string) (*x509.Certificate, any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := parseCerts(cb)
+	certs, err := pemutil.Certificates(cb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := parseKey(kb)
+	key, err := pemutil.PrivateKey(kb)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/meshlet/meshlet/internal/pemutil"
 )
 
 func TestInstallGolden(t *testing.T) {
@@ -147,7 +149,7 @@ func TestInstallGeneratesAValidPKI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	anchors, err := parseCerts([]byte(pki["anchors"]))
+	anchors, err := pemutil.Certificates([]byte(pki["anchors"]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +164,7 @@ func TestInstallGeneratesAValidPKI(t *testing.T) {
 	if r2.code != 0 {
 		t.Fatalf("rotation install: exit %d: %s", r2.code, r2.stderr)
 	}
-	issuer, err := parseCerts([]byte(extractPKI(t, r2.stdout)["issuer.crt"]))
+	issuer, err := pemutil.Certificates([]byte(extractPKI(t, r2.stdout)["issuer.crt"]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshlet/meshlet/deploy"
 	"github.com/meshlet/meshlet/identity"
+	"github.com/meshlet/meshlet/internal/pemutil"
 )
 
 // pkiOptions are install's key-material flags. Each group (trust anchor +
@@ -81,7 +82,7 @@ func (o *pkiOptions) identityPKI(p *deploy.PKI, trustDomain string, now time.Tim
 	if err != nil {
 		return fmt.Errorf("trust anchors: %w", err)
 	}
-	anchors, err := parseCerts(anchorsPEM)
+	anchors, err := pemutil.Certificates(anchorsPEM)
 	if err != nil {
 		return fmt.Errorf("trust anchors %s: %w", o.trustAnchorsFile, err)
 	}
@@ -98,8 +99,8 @@ func (o *pkiOptions) identityPKI(p *deploy.PKI, trustDomain string, now time.Tim
 		if err != nil {
 			return fmt.Errorf("trust anchor key: %w", err)
 		}
-		first, _ := parseCerts(anchorsPEM) // parsed above
-		key, err := parseKey(keyPEM)
+		first, _ := pemutil.Certificates(anchorsPEM) // parsed above
+		key, err := pemutil.PrivateKey(keyPEM)
 		if err != nil {
 			return fmt.Errorf("trust anchor key %s: %w", o.trustAnchorKey, err)
 		}
@@ -124,11 +125,11 @@ func (o *pkiOptions) identityPKI(p *deploy.PKI, trustDomain string, now time.Tim
 	if err != nil {
 		return fmt.Errorf("issuer key: %w", err)
 	}
-	certs, err := parseCerts(certPEM)
+	certs, err := pemutil.Certificates(certPEM)
 	if err != nil {
 		return fmt.Errorf("issuer certificate %s: %w", o.issuerCertFile, err)
 	}
-	key, err := parseKey(keyPEM)
+	key, err := pemutil.PrivateKey(keyPEM)
 	if err != nil {
 		return fmt.Errorf("issuer key %s: %w", o.issuerKeyFile, err)
 	}
@@ -184,15 +185,15 @@ func (o *pkiOptions) webhookPKI(p *deploy.PKI, ns, clusterDomain string, now tim
 	if err != nil {
 		return err
 	}
-	cas, err := parseCerts(caPEM)
+	cas, err := pemutil.Certificates(caPEM)
 	if err != nil {
 		return fmt.Errorf("webhook CA %s: %w", o.webhookCAFile, err)
 	}
-	certs, err := parseCerts(certPEM)
+	certs, err := pemutil.Certificates(certPEM)
 	if err != nil {
 		return fmt.Errorf("webhook certificate %s: %w", o.webhookCertFile, err)
 	}
-	key, err := parseKey(keyPEM)
+	key, err := pemutil.PrivateKey(keyPEM)
 	if err != nil {
 		return fmt.Errorf("webhook key %s: %w", o.webhookKeyFile, err)
 	}

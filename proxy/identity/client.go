@@ -9,7 +9,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
@@ -20,6 +19,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/meshlet/meshlet/internal/pemutil"
 )
 
 // ErrNoCertificate is returned by GetX509SVID before the first certificate
@@ -52,7 +53,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	anchors, err := parseCertificates(cfg.TrustAnchorsPEM)
+	anchors, err := pemutil.Certificates(cfg.TrustAnchorsPEM)
 	if err != nil {
 		return nil, fmt.Errorf("identity: trust anchors: %w", err)
 	}
@@ -108,27 +109,4 @@ func (c *Client) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bund
 		return nil, fmt.Errorf("identity: no trust bundle for trust domain %q", td)
 	}
 	return c.bundle, nil
-}
-
-func parseCertificates(b []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block %d is %q, want CERTIFICATE", n, block.Type)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("PEM block %d: %w", n, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no PEM CERTIFICATE block found")
-	}
-	return certs, nil
 }
