@@ -80,6 +80,9 @@ func proxyContainer(cfg Config, s podSettings) corev1.Container {
 			{Name: envPrefix + "DESTINATION_ADDR", Value: svc("meshlet-destination", DestinationPort)},
 			{Name: envPrefix + "IDENTITY_ADDR", Value: svc("meshlet-identity", IdentityPort)},
 			{Name: envPrefix + "IDENTITY_TOKEN_FILE", Value: TokenPath},
+			// meshlet-identity serves Certify over TLS with this identity:
+			// the token is sent only to it, never in the clear.
+			{Name: envPrefix + "IDENTITY_SERVER_ID", Value: fmt.Sprintf("spiffe://%s/ns/%s/sa/meshlet-identity", cfg.TrustDomain, cfg.ControlPlaneNamespace)},
 			{Name: envPrefix + "TRUST_ANCHORS", Value: cfg.TrustAnchorsPEM},
 			// $(VAR) is expanded by the kubelet from the variables above, so
 			// the ID is right even when the namespace is unknown at injection

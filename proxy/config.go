@@ -89,6 +89,12 @@ type Config struct {
 	// IdentityTokenFile is the token presented to meshlet-identity.
 	// Default /var/run/meshlet/tokens/identity-token.
 	IdentityTokenFile string
+	// IdentityServerID is meshlet-identity's own SPIFFE ID. When set, the
+	// proxy speaks TLS to it and checks its certificate against the trust
+	// anchors before sending its token, so the token never crosses the
+	// network in the clear. Default "": plaintext gRPC (only for setups
+	// where the network is trusted).
+	IdentityServerID string
 	// TrustAnchors is the PEM of the mesh's trust anchors, inline.
 	TrustAnchors string
 	// TrustAnchorsFile is a file holding the PEM of the trust anchors,

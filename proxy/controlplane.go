@@ -74,8 +74,15 @@ func (p *Proxy) identityClient() (*identity.Client, error) {
 	if len(anchors) == 0 {
 		return nil, errors.New("proxy: identity-addr is set but neither trust-anchors nor trust-anchors-file is")
 	}
+	var server spiffeid.ID
+	if p.cfg.IdentityServerID != "" {
+		if server, err = spiffeid.FromString(p.cfg.IdentityServerID); err != nil {
+			return nil, fmt.Errorf("proxy: identity-server-id %q: %w", p.cfg.IdentityServerID, err)
+		}
+	}
 	ic, err := identity.New(identity.Config{
 		Addr:            p.cfg.IdentityAddr,
+		ServerIdentity:  server,
 		Identity:        id,
 		TokenFile:       p.cfg.IdentityTokenFile,
 		TrustAnchorsPEM: anchors,

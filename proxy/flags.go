@@ -36,6 +36,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DestinationAddr, "destination-addr", c.DestinationAddr, "meshlet-destination host:port (default: no service discovery)")
 	fs.StringVar(&c.IdentityAddr, "identity-addr", c.IdentityAddr, "meshlet-identity host:port (default: no identity, no mTLS)")
 	fs.StringVar(&c.IdentityTokenFile, "identity-token-file", c.IdentityTokenFile, "token presented to meshlet-identity")
+	fs.StringVar(&c.IdentityServerID, "identity-server-id", c.IdentityServerID, "meshlet-identity's SPIFFE ID: speak TLS to it and verify it (default: plaintext)")
 	fs.StringVar(&c.TrustAnchors, "trust-anchors", c.TrustAnchors, "PEM of the mesh trust anchors")
 	fs.StringVar(&c.TrustAnchorsFile, "trust-anchors-file", c.TrustAnchorsFile, "file with the PEM of the mesh trust anchors")
 	fs.StringVar(&c.Identity, "identity", c.Identity, "this proxy's SPIFFE ID")

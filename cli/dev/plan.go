@@ -10,6 +10,10 @@ import (
 // The namespace part of every local SPIFFE ID: spiffe://<td>/ns/dev/sa/<service>.
 const devNamespace = "dev"
 
+// identityAccount is the ServiceAccount part of the local identity
+// service's own SPIFFE ID: proxies check it before sending their token.
+const identityAccount = "meshlet-identity"
+
 // upstreamAccount is the ServiceAccount part of the identity that every
 // upstream (client-side) proxy presents.
 const upstreamAccount = "upstream"

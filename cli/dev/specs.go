@@ -37,6 +37,7 @@ func (cp controlPlane) identitySpec(b binaries, st *state, trustDomain string) p
 			"-issuer-key-file", st.issuerKey,
 			"-join-tokens-file", st.joinTokens,
 			"-reload-interval", reloadInterval.String(),
+			"-tls", "-server-identity", spiffeID(trustDomain, identityAccount),
 		},
 		Admin: cp.identityAdmin,
 	}
@@ -67,7 +68,7 @@ type namedSpec struct {
 func (m *mesh) specs(p *plan) map[string]namedSpec {
 	out := map[string]namedSpec{}
 	for _, s := range p.Sidecars {
-		env := m.proxyEnv(s.Name(), s.Identity, s.Admin)
+		env := m.proxyEnv(p.TrustDomain, s.Name(), s.Identity, s.Admin)
 		env = append(env,
 			"MESHLET_PROXY_INBOUND_ADDR="+s.Inbound,
 			"MESHLET_PROXY_INBOUND_TARGET="+s.Instance.String(),
@@ -78,7 +79,7 @@ func (m *mesh) specs(p *plan) map[string]namedSpec {
 		out[s.Name()] = namedSpec{procSpec{Name: s.Name(), Bin: m.bins.proxy, Env: env, Admin: s.Admin}, s.Identity}
 	}
 	for _, u := range p.Upstreams {
-		env := m.proxyEnv(u.Name(), u.Identity, u.Admin)
+		env := m.proxyEnv(p.TrustDomain, u.Name(), u.Identity, u.Admin)
 		env = append(env,
 			"MESHLET_PROXY_OUTBOUND_ADDR="+u.Listen.String(),
 			"MESHLET_PROXY_INBOUND_ADDR="+u.Inbound,
@@ -95,12 +96,13 @@ func (m *mesh) specs(p *plan) map[string]namedSpec {
 }
 
 // proxyEnv is the environment every local proxy shares.
-func (m *mesh) proxyEnv(name, id, admin string) []string {
+func (m *mesh) proxyEnv(trustDomain, name, id, admin string) []string {
 	token, _ := m.st.tokenFile(name, id) // an error shows when the proxy reads the file
 	return []string{
 		"MESHLET_PROXY_ADMIN_ADDR=" + admin,
 		"MESHLET_PROXY_IDENTITY=" + id,
 		"MESHLET_PROXY_IDENTITY_ADDR=" + m.cp.identity,
+		"MESHLET_PROXY_IDENTITY_SERVER_ID=" + spiffeID(trustDomain, identityAccount),
 		"MESHLET_PROXY_IDENTITY_TOKEN_FILE=" + token,
 		"MESHLET_PROXY_TRUST_ANCHORS_FILE=" + m.st.anchors,
 		"MESHLET_PROXY_DESTINATION_ADDR=" + m.cp.destination,
