@@ -188,12 +188,4 @@ func checkListenFree(c *Config, running *plan) error {
 	return nil
 }
 
-func portOf(addr string) string {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return ""
-	}
-	return port
-}
-
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -18,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -203,10 +201,7 @@ func TestUpCarriesEveryProtocolOverMTLS(t *testing.T) {
 		}
 	})
 	t.Run("h2c", func(t *testing.T) {
-		h2c := &http.Client{Transport: &http2.Transport{AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, n, addr string, _ *tls.Config) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, n, addr)
-			}}}
+		h2c := &http.Client{Transport: h2cTransport()}
 		if body := mustGet(t, h2c, "http://"+webUp+"/"); !strings.HasSuffix(body, "HTTP/2.0") {
 			t.Fatalf("app saw %q, want an HTTP/2 request", body)
 		}
@@ -404,4 +399,11 @@ func mustFreePort() string {
 		panic(err)
 	}
 	return a
+}
+
+// h2cTransport speaks HTTP/2 with prior knowledge over plain TCP.
+func h2cTransport() *http.Transport {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Transport{Protocols: &p}
 }

@@ -17,9 +17,9 @@ const (
 	clientID = "spiffe://meshlet.local/ns/default/sa/client"
 )
 
-// handshake runs a real TLS handshake over loopback and returns the client
-// error, the server error, the client's view and the server's view.
-func handshake(t *testing.T, client, server *tls.Config) (error, error, tls.ConnectionState, tls.ConnectionState) {
+// handshake runs a real TLS handshake over loopback and returns the client's
+// view, the server's view, the client error and the server error.
+func handshake(t *testing.T, client, server *tls.Config) (tls.ConnectionState, tls.ConnectionState, error, error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -53,7 +53,7 @@ func handshake(t *testing.T, client, server *tls.Config) (error, error, tls.Conn
 		c.Close()
 	}
 	r := <-done
-	return err, r.err, ccs, r.cs
+	return ccs, r.cs, err, r.err
 }
 
 func TestMutualTLS(t *testing.T) {
@@ -61,7 +61,7 @@ func TestMutualTLS(t *testing.T) {
 	server := ca.Source(t, webID)
 	client := ca.Source(t, clientID)
 
-	cerr, serr, ccs, scs := handshake(t,
+	ccs, scs, cerr, serr := handshake(t,
 		meshtls.ClientConfig(client, spiffeid.RequireFromString(webID), meshtls.ALPNHTTP2),
 		meshtls.ServerConfig(server, meshtls.ALPNHTTP2, meshtls.ALPNOpaque))
 	if cerr != nil || serr != nil {
@@ -82,7 +82,7 @@ func TestWrongIdentityRefused(t *testing.T) {
 	ca := meshtlstest.NewCA(t, "meshlet.local")
 	impostor := ca.Source(t, "spiffe://meshlet.local/ns/default/sa/other")
 	client := ca.Source(t, clientID)
-	cerr, _, _, _ := handshake(t,
+	_, _, cerr, _ := handshake(t,
 		meshtls.ClientConfig(client, spiffeid.RequireFromString(webID)),
 		meshtls.ServerConfig(impostor))
 	if cerr == nil {
@@ -95,7 +95,7 @@ func TestForeignCARefused(t *testing.T) {
 	rogue := meshtlstest.NewCA(t, "meshlet.local")
 	server := ca.Source(t, webID)
 	intruder := rogue.Source(t, clientID) // right name, wrong CA
-	_, serr, _, _ := handshake(t,
+	_, _, _, serr := handshake(t,
 		meshtls.ClientConfig(intruder, spiffeid.RequireFromString(webID)),
 		meshtls.ServerConfig(server))
 	if serr == nil {
@@ -111,7 +111,7 @@ func TestRotationTakesEffectOnNextHandshake(t *testing.T) {
 	cfgC := meshtls.ClientConfig(client, spiffeid.RequireFromString(webID))
 	next := ca.SVID(t, clientID, 0)
 	client.SetSVID(next)
-	_, serr, _, scs := handshake(t, cfgC, cfgS)
+	_, scs, _, serr := handshake(t, cfgC, cfgS)
 	if serr != nil {
 		t.Fatal(serr)
 	}

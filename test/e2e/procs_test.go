@@ -85,14 +85,6 @@ func (p *proc) stop(grace time.Duration) {
 	})
 }
 
-// kill ends the process group at once.
-func (p *proc) kill() {
-	p.stopOnce.Do(func() {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	})
-}
-
 func (p *proc) exited() bool {
 	select {
 	case <-p.done:

@@ -2,30 +2,20 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // client returns an HTTP client for proto ("http1" or "h2c") with room for
 // conns connections, and no connection limit below that.
 func client(proto string, conns int) *http.Client {
 	if proto == "h2c" {
-		return &http.Client{Transport: &http2.Transport{
-			AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			},
-		}, Timeout: 10 * time.Second}
+		return &http.Client{Transport: h2cTransport(), Timeout: 10 * time.Second}
 	}
 	return &http.Client{Transport: &http.Transport{
 		MaxIdleConns:        conns,
@@ -155,4 +145,11 @@ func do(c *http.Client, url string) bool {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// h2cTransport speaks HTTP/2 with prior knowledge over plain TCP.
+func h2cTransport() *http.Transport {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Transport{Protocols: &p, MaxIdleConnsPerHost: 1}
 }
