@@ -34,13 +34,9 @@ type IssuerWatcher struct {
 	metrics *Metrics
 	log     *slog.Logger
 	cur     atomic.Pointer[Issuer]
-	// lastSum is the hash of the file contents last tried, good or bad, so a
-	// bad file is reported once rather than on every poll. Only Run's
-	// goroutine (and NewIssuerWatcher before it) touches it.
-	lastSum [sha256.Size]byte
-	// pendingSum is new content seen once, applied if the next poll sees it
-	// again.
-	pendingSum [sha256.Size]byte
+	// settle gates new file content; only Run's goroutine (and
+	// NewIssuerWatcher before it) touches it.
+	settle settle
 	// now is time.Now, replaceable by tests of expiry handling.
 	now func() time.Time
 }
@@ -90,19 +86,9 @@ func (w *IssuerWatcher) reload() (bool, error) {
 		return false, fmt.Errorf("identity: read issuer files: %w", err)
 	}
 	sum := sha256.Sum256(bytes.Join([][]byte{anchors, cert, key}, []byte{0}))
-	if w.cur.Load() != nil {
-		if sum == w.lastSum {
-			return false, nil
-		}
-		// Use new content only once two polls in a row see it, so that a
-		// file caught halfway through a non-atomic write is not reported as
-		// a bad issuer.
-		if sum != w.pendingSum {
-			w.pendingSum = sum
-			return false, nil
-		}
+	if !w.settle.ready(sum, w.cur.Load() != nil) {
+		return false, nil
 	}
-	w.lastSum = sum
 	is, err := ParseIssuer(anchors, cert, key, w.now())
 	if err != nil {
 		w.metrics.issuerReloads.WithLabelValues("error").Inc()

@@ -23,9 +23,8 @@ type JoinTokens struct {
 	metrics *Metrics
 	log     *slog.Logger
 	set     atomic.Pointer[validate.TokenSet]
-	// lastSum and pendingSum (content seen once, applied when seen again)
-	// are owned by the loading goroutine.
-	lastSum, pendingSum [sha256.Size]byte
+	// settle gates new file content; the loading goroutine owns it.
+	settle settle
 }
 
 // NewJoinTokens loads path once; it fails if the file is missing or bad.
@@ -71,19 +70,9 @@ func (j *JoinTokens) reload() (bool, error) {
 		return false, fmt.Errorf("identity: join tokens: %w", err)
 	}
 	sum := sha256.Sum256(data)
-	if j.set.Load() != nil {
-		if sum == j.lastSum {
-			return false, nil
-		}
-		// Apply new content only once two polls in a row see it: a file
-		// caught halfway through a non-atomic write could otherwise parse
-		// as a subset of the tokens and revoke the others for a while.
-		if sum != j.pendingSum {
-			j.pendingSum = sum
-			return false, nil
-		}
+	if !j.settle.ready(sum, j.set.Load() != nil) {
+		return false, nil
 	}
-	j.lastSum = sum
 	tokens, err := ParseJoinTokens(data, j.td)
 	if err != nil {
 		j.metrics.tokenReloads.WithLabelValues("error").Inc()
