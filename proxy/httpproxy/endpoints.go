@@ -56,11 +56,9 @@ func (p *Proxy) endpointRoute(info *epInfo, authority string, tls bool) *route {
 }
 
 // startSweep drops, every interval, the entries of endpoints that left all
-// balancers, so endpoint churn does not grow the cache.
+// balancers, so endpoint churn does not grow the cache, and closes pooled
+// upstream connections that idled out.
 func (p *Proxy) startSweep(interval time.Duration) {
-	if p.cfg.Balancers == nil {
-		return
-	}
 	p.eps.stop = make(chan struct{})
 	p.eps.wg.Add(1)
 	go func() {
@@ -72,6 +70,10 @@ func (p *Proxy) startSweep(interval time.Duration) {
 			case <-p.eps.stop:
 				return
 			case <-t.C:
+			}
+			p.up.sweep()
+			if p.cfg.Balancers == nil {
+				continue
 			}
 			live := make(map[*balance.Endpoint]struct{})
 			p.cfg.Balancers.Range(func(_ string, b *balance.Balancer) {

@@ -228,12 +228,13 @@ var (
 )
 
 // parseLength parses a Content-Length as net/http does: digits only.
-func parseLength(b []byte) (int64, bool) {
+func parseLength[T string | []byte](b T) (int64, bool) {
 	if len(b) == 0 || len(b) > 18 {
 		return 0, false
 	}
 	var n int64
-	for _, c := range b {
+	for i := range len(b) {
+		c := b[i]
 		if c < '0' || c > '9' {
 			return 0, false
 		}

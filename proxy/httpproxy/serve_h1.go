@@ -9,11 +9,12 @@ import (
 	"sync"
 )
 
-// serveHTTP1 serves c with a net/http Server of its own: the server's
-// request parsing (a single valid Content-Length, chunked framing winning
+// serveHTTP1Std serves c with a net/http Server of its own, from the first
+// request the fast path (h1server.go) did not take: the server's request
+// parsing (a single valid Content-Length, chunked framing winning
 // over Content-Length, the header size limit, ...) is what keeps ambiguous
 // requests from reaching the proxy.
-func (p *Proxy) serveHTTP1(ctx context.Context, c net.Conn, cn *conn) {
+func (p *Proxy) serveHTTP1Std(ctx context.Context, c net.Conn, cn *conn) {
 	done := make(chan struct{})
 	var once sync.Once
 	srv := &http.Server{

@@ -148,8 +148,12 @@ func (p *Proxy) balance(next step) step {
 				return &proxyError{reason: reasonTLS, err: fmt.Errorf("endpoint %s: %w", info.addr, info.peerErr)}
 			}
 			c.identity, c.peer = ep.Identity, info.peer
+			// HTTP/1 travels between proxies as HTTP/1.1 over pooled mTLS
+			// connections when the fast client can carry it (and for
+			// upgrades); other HTTP/1 requests (chunked or large bodies,
+			// Expect) and HTTP/2 multiplex on one HTTP/2 connection.
 			c.up = upMeshH2
-			if c.upgrade != nil {
+			if c.upgrade != nil || c.r.ProtoMajor == 1 && fastH1(c.r, nil) {
 				c.up = upMeshH1
 			}
 		} else {

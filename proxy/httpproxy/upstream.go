@@ -22,7 +22,7 @@ const (
 	upHTTP1  upstream = iota // plaintext HTTP/1.1, keep-alive pool
 	upH2C                    // plaintext HTTP/2 with prior knowledge (gRPC, h2c apps)
 	upMeshH2                 // HTTP/2 over mTLS to a meshed proxy, one multiplexed connection per endpoint
-	upMeshH1                 // HTTP/1.1 over mTLS to a meshed proxy, for protocol upgrades (WebSocket)
+	upMeshH1                 // HTTP/1.1 over mTLS to a meshed proxy: HTTP/1 requests of the common case, and upgrades
 	numUpstreams
 )
 
@@ -40,6 +40,8 @@ type upstreams struct {
 	h1, meshH1  *http.Transport
 	h2c, meshH2 *http2.Transport
 	pool        *meshPool
+	fastH1      *h1Client // plaintext HTTP/1.1 of the common case; the rest falls back to h1
+	meshFastH1  *h1Client // HTTP/1.1 over mTLS to meshed proxies, keep-alive, pooled by identity; upgrades fall back to meshH1
 }
 
 // maxFrameSize is the largest HTTP/2 DATA frame the proxy accepts from
@@ -104,7 +106,21 @@ func newUpstreams(cfg *Config) *upstreams {
 		MaxReadFrameSize:   maxFrameSize,
 	}
 	u.pool.t = u.meshH2
-	u.rt = [numUpstreams]http.RoundTripper{upHTTP1: u.h1, upH2C: u.h2c, upMeshH2: u.meshH2, upMeshH1: u.meshH1}
+	u.fastH1 = &h1Client{
+		dial:        func(ctx context.Context, key poolKey) (net.Conn, error) { return u.dialTCP(ctx, key.addr) },
+		fallback:    u.h1,
+		maxIdle:     cfg.MaxIdleConnsPerHost,
+		idleTimeout: cfg.UpstreamIdleTimeout,
+	}
+	u.meshFastH1 = &h1Client{
+		dial: func(ctx context.Context, key poolKey) (net.Conn, error) {
+			return u.dialMesh(ctx, key.addr, meshtls.ALPNHTTP1)
+		},
+		fallback:    u.meshH1,
+		maxIdle:     cfg.MaxIdleConnsPerHost,
+		idleTimeout: cfg.UpstreamIdleTimeout,
+	}
+	u.rt = [numUpstreams]http.RoundTripper{upHTTP1: u.fastH1, upH2C: u.h2c, upMeshH2: u.meshH2, upMeshH1: u.meshFastH1}
 	return u
 }
 
@@ -153,8 +169,17 @@ func (u *upstreams) dialMesh(ctx context.Context, addr, alpn string) (*tls.Conn,
 
 func quote(s string) string { return "\"" + s + "\"" }
 
+// sweep closes pooled connections idle for longer than the idle timeout
+// (the transports of net/http and x/net do it on their own).
+func (u *upstreams) sweep() {
+	u.fastH1.sweep()
+	u.meshFastH1.sweep()
+}
+
 func (u *upstreams) close() {
 	u.h1.CloseIdleConnections()
+	u.fastH1.close()
+	u.meshFastH1.close()
 	u.meshH1.CloseIdleConnections()
 	u.h2c.CloseIdleConnections()
 	u.pool.close()

@@ -28,6 +28,7 @@ type config struct {
 	rate     int
 	conns    int
 	protos   string
+	profile  string
 }
 
 func main() {
@@ -37,6 +38,7 @@ func main() {
 	flag.IntVar(&c.rate, "rate", 1000, "requests per second of the fixed-rate phase")
 	flag.IntVar(&c.conns, "conns", 16, "concurrent requests of the maximum-rate phase")
 	flag.StringVar(&c.protos, "protos", "http1,h2c", "protocols to run")
+	flag.StringVar(&c.profile, "profile", "", "folder for CPU profiles of the proxies taken during each maximum-rate phase (the proxies then run with --admin-pprof)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -48,9 +50,17 @@ func main() {
 
 // target is one way to reach the application.
 type target struct {
-	name string
-	url  string
-	pids []int // the proxies on the path
+	name    string
+	url     string
+	proxies []dev.ProxyStatus // on the path
+}
+
+func (t target) pids() []int {
+	var pids []int
+	for _, p := range t.proxies {
+		pids = append(pids, p.PID)
+	}
+	return pids
 }
 
 type row struct {
@@ -85,6 +95,12 @@ func run(ctx context.Context, c config) error {
 	if err := os.WriteFile(file, []byte(mesh), 0o644); err != nil {
 		return err
 	}
+	if c.profile != "" {
+		if err := os.MkdirAll(c.profile, 0o755); err != nil {
+			return err
+		}
+		os.Setenv("MESHLET_PROXY_ADMIN_PPROF", "true")
+	}
 	meshCtx, stopMesh := context.WithCancel(ctx)
 	defer stopMesh()
 	ready := make(chan dev.Status, 1)
@@ -109,8 +125,8 @@ func run(ctx context.Context, c config) error {
 	}
 	targets := []target{
 		{"direct", "http://" + app + "/", nil},
-		{"1 proxy", "http://" + side.Inbound + "/", []int{side.PID}},
-		{"mesh (2 proxies, mTLS)", "http://" + listen + "/", []int{up.PID, side.PID}},
+		{"1 proxy", "http://" + side.Inbound + "/", []dev.ProxyStatus{side}},
+		{"mesh (2 proxies, mTLS)", "http://" + listen + "/", []dev.ProxyStatus{up, side}},
 	}
 	idle := map[int]int64{}
 	for _, pid := range []int{up.PID, side.PID} {
@@ -128,11 +144,15 @@ func run(ctx context.Context, c config) error {
 			fixedRate(ctx, cl, t.url, c.rate, time.Second, 8) // warm-up: connections, EWMA
 			r := row{proto: proto, path: t.name}
 			r.fixed = fixedRate(ctx, cl, t.url, c.rate, c.duration, 8)
-			before := cpuOf(t.pids)
+			before := cpuOf(t.pids())
+			profiled := profile(ctx, c, proto, t)
 			r.max = maxRate(ctx, cl, t.url, c.duration, c.conns)
-			if len(t.pids) > 0 && r.max.sent > 0 {
-				r.cpuPer10k = (cpuOf(t.pids) - before) * 10000 / time.Duration(r.max.sent)
-				for _, pid := range t.pids {
+			if err := <-profiled; err != nil {
+				return err
+			}
+			if len(t.proxies) > 0 && r.max.sent > 0 {
+				r.cpuPer10k = (cpuOf(t.pids()) - before) * 10000 / time.Duration(r.max.sent)
+				for _, pid := range t.pids() {
 					n, _ := rss(pid)
 					r.rssLoad = max(r.rssLoad, n)
 					r.rssIdle = max(r.rssIdle, idle[pid])

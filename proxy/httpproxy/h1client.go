@@ -1,0 +1,300 @@
+package httpproxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// maxFastBody is the largest request body the fast HTTP/1 client sends. It
+// reads such a body whole before writing the request, so the request can be
+// sent again on a fresh connection when a pooled one turns out to be dead.
+const maxFastBody = 64 << 10
+
+// fastH1 reports whether the HTTP/1 client's fast path can carry r (an
+// incoming request): no upgrade, no Expect: 100-continue, no trailers, and
+// no body or a small one of known length. Everything else takes net/http's
+// Transport (or, between proxies, HTTP/2).
+func fastH1(r *http.Request, upgrade []string) bool {
+	if upgrade != nil || r.ContentLength < 0 || r.ContentLength > maxFastBody || len(r.Trailer) > 0 {
+		return false
+	}
+	_, expect := r.Header["Expect"]
+	return !expect
+}
+
+// h1Client is the HTTP/1.1 client of the common case (see fastH1). It writes
+// the request and reads the response head in the calling goroutine, on a
+// pooled keep-alive connection: no goroutine per connection and no hand-off
+// between goroutines per request, which is most of what net/http's
+// Transport costs a proxy. Other requests go to fallback.
+//
+// Connections are pooled by address and expected peer identity (mTLS to
+// other proxies), like meshPool.
+type h1Client struct {
+	dial        func(ctx context.Context, key poolKey) (net.Conn, error)
+	fallback    http.RoundTripper
+	maxIdle     int
+	idleTimeout time.Duration
+
+	mu     sync.Mutex
+	idle   map[poolKey][]*h1ClientConn
+	closed bool
+}
+
+// h1ClientConn is one pooled upstream connection.
+type h1ClientConn struct {
+	c         net.Conn
+	r         readTracker
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	key       poolKey
+	idleSince time.Time
+}
+
+// readTracker notes whether anything was read since it was reset: a pooled
+// connection that ends before the first byte of a response was most likely
+// closed by the server while idle.
+type readTracker struct {
+	c    net.Conn
+	read bool
+}
+
+func (t *readTracker) Read(b []byte) (int, error) {
+	n, err := t.c.Read(b)
+	if n > 0 {
+		t.read = true
+	}
+	return n, err
+}
+
+var (
+	errNothingRead = errors.New("connection closed before any response byte")
+	aLongTimeAgo   = time.Unix(1, 0)
+)
+
+// RoundTrip implements http.RoundTripper.
+func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !fastH1(req, nil) || req.Header["Upgrade"] != nil {
+		return t.fallback.RoundTrip(req)
+	}
+	var body []byte
+	if req.Body != nil && req.ContentLength > 0 {
+		bp := bodyPool.Get().(*[maxFastBody]byte)
+		defer bodyPool.Put(bp)
+		body = bp[:req.ContentLength]
+		if _, err := io.ReadFull(req.Body, body); err != nil {
+			return nil, err
+		}
+	}
+	key := poolKey{addr: req.URL.Host}
+	if c, _ := req.Context().Value(callKey{}).(*call); c != nil {
+		key.identity = c.identity
+	}
+	ctx := req.Context()
+	for attempt := 0; ; attempt++ {
+		pc, reused, err := t.get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		res, err := pc.roundTrip(ctx, req, body, t)
+		if err == nil {
+			return res, nil
+		}
+		pc.c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// A reused connection that failed before any response byte was
+		// most likely closed by the server while idle: the request goes
+		// once more on a fresh connection if it was never written, or if
+		// sending it twice is harmless.
+		var we *writeError
+		if reused && attempt == 0 && (errors.As(err, &we) || (errors.Is(err, errNothingRead) && idempotent(req.Method))) {
+			continue
+		}
+		return nil, err
+	}
+}
+
+var bodyPool = sync.Pool{New: func() any { return new([maxFastBody]byte) }}
+
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return "writing the request: " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// roundTrip sends req on pc and reads the response head. The response body
+// is read by the caller; pc goes back to the pool when it ends cleanly.
+func (pc *h1ClientConn) roundTrip(ctx context.Context, req *http.Request, body []byte, t *h1Client) (*http.Response, error) {
+	// Cancellation (client gone, request timeout) interrupts whatever
+	// read or write is pending, up to the end of the response body.
+	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(aLongTimeAgo) })
+	if err := writeRequest(pc.bw, req, body); err != nil {
+		stop()
+		return nil, &writeError{err}
+	}
+	pc.r.read = false
+	for {
+		res, err := http.ReadResponse(pc.br, req)
+		if err != nil {
+			stop()
+			if !pc.r.read && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)) {
+				return nil, errNothingRead
+			}
+			return nil, err
+		}
+		if res.StatusCode >= 100 && res.StatusCode < 200 {
+			if res.StatusCode == http.StatusSwitchingProtocols {
+				stop()
+				return nil, errors.New("101 Switching Protocols to a request without Upgrade")
+			}
+			continue // interim responses (103 Early Hints) are dropped, as net/http's Transport does
+		}
+		res.Body = &h1Body{rc: res.Body, pc: pc, t: t, stop: stop, reuse: !res.Close && !req.Close}
+		return res, nil
+	}
+}
+
+// h1Body hands the connection back to the pool when the body ends cleanly
+// (and closes it otherwise).
+type h1Body struct {
+	rc    io.ReadCloser
+	pc    *h1ClientConn
+	t     *h1Client
+	stop  func() bool
+	reuse bool
+	done  bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err != nil {
+		b.finish(err == io.EOF)
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if !b.done {
+		b.finish(false)
+	}
+	return nil
+}
+
+func (b *h1Body) finish(clean bool) {
+	b.done = true
+	// stop reports false when the cancellation already ran (or is
+	// running): the connection's deadline is then in the past.
+	if b.stop() && clean && b.reuse {
+		b.t.put(b.pc)
+		return
+	}
+	b.pc.c.Close()
+}
+
+// get returns an idle connection for key (reused) or dials a new one.
+func (t *h1Client) get(ctx context.Context, key poolKey) (*h1ClientConn, bool, error) {
+	now := time.Now()
+	for {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return nil, false, errPoolClosed
+		}
+		conns := t.idle[key]
+		if len(conns) == 0 {
+			t.mu.Unlock()
+			break
+		}
+		pc := conns[len(conns)-1]
+		conns[len(conns)-1] = nil
+		t.idle[key] = conns[:len(conns)-1]
+		t.mu.Unlock()
+		idle := now.Sub(pc.idleSince)
+		if idle > t.idleTimeout || (idle > time.Second && !connAlive(pc.c)) {
+			pc.c.Close()
+			continue
+		}
+		return pc, true, nil
+	}
+	c, err := t.dial(ctx, key)
+	if err != nil {
+		return nil, false, err
+	}
+	pc := &h1ClientConn{c: c, key: key}
+	pc.r.c = c
+	pc.br = bufio.NewReaderSize(&pc.r, 8<<10)
+	pc.bw = bufio.NewWriterSize(c, 8<<10)
+	return pc, false, nil
+}
+
+func (t *h1Client) put(pc *h1ClientConn) {
+	pc.idleSince = time.Now()
+	t.mu.Lock()
+	if t.closed || len(t.idle[pc.key]) >= t.maxIdle {
+		t.mu.Unlock()
+		pc.c.Close()
+		return
+	}
+	if t.idle == nil {
+		t.idle = make(map[poolKey][]*h1ClientConn)
+	}
+	t.idle[pc.key] = append(t.idle[pc.key], pc)
+	t.mu.Unlock()
+}
+
+// sweep closes connections idle for longer than the idle timeout.
+func (t *h1Client) sweep() {
+	cutoff := time.Now().Add(-t.idleTimeout)
+	var old []*h1ClientConn
+	t.mu.Lock()
+	for k, conns := range t.idle {
+		i := 0
+		for i < len(conns) && conns[i].idleSince.Before(cutoff) { // oldest first
+			i++
+		}
+		if i == 0 {
+			continue
+		}
+		old = append(old, conns[:i]...)
+		if i == len(conns) {
+			delete(t.idle, k)
+		} else {
+			t.idle[k] = append(conns[:0:0], conns[i:]...)
+		}
+	}
+	t.mu.Unlock()
+	for _, pc := range old {
+		pc.c.Close()
+	}
+}
+
+func (t *h1Client) close() {
+	t.mu.Lock()
+	t.closed = true
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, conns := range idle {
+		for _, pc := range conns {
+			pc.c.Close()
+		}
+	}
+}
