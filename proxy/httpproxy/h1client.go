@@ -98,7 +98,7 @@ func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := t.get(ctx, key)
+		pc, reused, err := t.get(ctx, key, !idempotent(req.Method))
 		if err != nil {
 			return nil, err
 		}
@@ -209,8 +209,12 @@ func (b *h1Body) finish(clean bool) {
 	b.pc.c.Close()
 }
 
-// get returns an idle connection for key (reused) or dials a new one.
-func (t *h1Client) get(ctx context.Context, key poolKey) (*h1ClientConn, bool, error) {
+// get returns an idle connection for key (reused) or dials a new one. An
+// idle connection is first checked for a close by the server when it idled
+// for over a second, and always for a request that must not be sent twice
+// (check): net/http's Transport learns of such closes from the read loop it
+// runs on every connection; this pool has none.
+func (t *h1Client) get(ctx context.Context, key poolKey, check bool) (*h1ClientConn, bool, error) {
 	now := time.Now()
 	for {
 		t.mu.Lock()
@@ -228,7 +232,7 @@ func (t *h1Client) get(ctx context.Context, key poolKey) (*h1ClientConn, bool, e
 		t.idle[key] = conns[:len(conns)-1]
 		t.mu.Unlock()
 		idle := now.Sub(pc.idleSince)
-		if idle > t.idleTimeout || (idle > time.Second && !connAlive(pc.c)) {
+		if idle > t.idleTimeout || ((check || idle > time.Second) && !connAlive(pc.c)) {
 			pc.c.Close()
 			continue
 		}

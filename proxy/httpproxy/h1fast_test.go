@@ -1,0 +1,201 @@
+package httpproxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// rawConn is a client connection to the outbound proxy that writes request
+// bytes as given and reads responses with net/http's parser.
+type rawConn struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (r *rawConn) send(s string) {
+	r.t.Helper()
+	if _, err := io.WriteString(r.c, s); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// expect reads one response to a request of method and checks its status
+// and body.
+func (r *rawConn) expect(method string, status int, body string) *http.Response {
+	r.t.Helper()
+	res, err := http.ReadResponse(r.br, &http.Request{Method: method})
+	if err != nil {
+		r.t.Fatalf("reading the response: %v", err)
+	}
+	b, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		r.t.Fatalf("reading the body: %v", err)
+	}
+	if res.StatusCode != status || (body != "" && string(b) != body) {
+		r.t.Fatalf("got %d %q, want %d %q", res.StatusCode, b, status, body)
+	}
+	return res
+}
+
+// One connection mixes requests the fast path serves with ones it hands to
+// net/http (a chunked body, Expect: 100-continue): every one is answered, in
+// order, and the connection is kept alive throughout.
+func TestFastPathHandover(t *testing.T) {
+	for _, tp := range []topology{topologies[0], topologies[2]} {
+		t.Run(tp.name, func(t *testing.T) {
+			e := newEnv(t, tp, envOpts{})
+			c := dialRaw(t, e.outAddrs[HTTP1])
+			c.send("GET /echo HTTP/1.1\r\nHost: " + webHost + "\r\n\r\n")
+			c.expect("GET", 200, "")
+			c.send("POST /echo HTTP/1.1\r\nHost: " + webHost + "\r\nContent-Length: 5\r\n\r\nhello")
+			c.expect("POST", 200, "hello")
+			c.send("POST /echo HTTP/1.1\r\nHost: " + webHost + "\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+			c.expect("POST", 200, "abc")
+			c.send("GET /echo HTTP/1.1\r\nHost: " + webHost + "\r\n\r\n")
+			res := c.expect("GET", 200, "")
+			if res.Close {
+				t.Error("the connection closes after a handover")
+			}
+			if n := e.out.accepted.Load(); n != 1 {
+				t.Errorf("outbound proxy accepted %d connections, want 1", n)
+			}
+		})
+	}
+}
+
+// Pipelined requests, sent in one write, are answered in order; a small
+// response gets a Content-Length, as from net/http.
+func TestFastPathPipelining(t *testing.T) {
+	e := newEnv(t, topologies[0], envOpts{})
+	c := dialRaw(t, e.outAddrs[HTTP1])
+	var b strings.Builder
+	for i := 0; i < 5; i++ {
+		fmt.Fprintf(&b, "POST /echo HTTP/1.1\r\nHost: %s\r\nContent-Length: 2\r\n\r\n%02d", webHost, i)
+	}
+	c.send(b.String())
+	for i := 0; i < 5; i++ {
+		res := c.expect("POST", 200, fmt.Sprintf("%02d", i))
+		if res.ContentLength != 2 {
+			t.Errorf("response %d: Content-Length %d, want 2", i, res.ContentLength)
+		}
+	}
+}
+
+// An HTTP/1.0 request without keep-alive is answered and the connection
+// closed; one with keep-alive keeps it.
+func TestFastPathHTTP10(t *testing.T) {
+	e := newEnv(t, topologies[0], envOpts{})
+	c := dialRaw(t, e.outAddrs[HTTP1])
+	c.send("GET /echo HTTP/1.0\r\nHost: " + webHost + "\r\nConnection: keep-alive\r\n\r\n")
+	if res := c.expect("GET", 200, ""); res.Close {
+		t.Error("keep-alive HTTP/1.0 request: connection closed")
+	}
+	c.send("GET /echo HTTP/1.0\r\nHost: " + webHost + "\r\n\r\n")
+	if res := c.expect("GET", 200, ""); !res.Close {
+		t.Error("HTTP/1.0 request: the response does not say the connection closes")
+	}
+	if _, err := c.br.ReadByte(); err != io.EOF {
+		t.Errorf("after an HTTP/1.0 response: %v, want the connection closed", err)
+	}
+}
+
+// A malformed head on a connection that already carried fast requests is
+// refused by net/http as on any other connection.
+func TestFastPathMalformedAfterGood(t *testing.T) {
+	e := newEnv(t, topologies[0], envOpts{})
+	c := dialRaw(t, e.outAddrs[HTTP1])
+	c.send("GET /echo HTTP/1.1\r\nHost: " + webHost + "\r\n\r\n")
+	c.expect("GET", 200, "")
+	c.send("GET /echo HTTP/1.1\r\nHost: " + webHost + "\r\nX A: 1\r\n\r\n")
+	c.expect("GET", 400, "")
+}
+
+// closingUpstream answers each request on a connection, then closes it
+// without saying so (no Connection: close): what a server does when its
+// keep-alive timeout expires just after a response.
+func closingUpstream(t *testing.T) (addr string, conns *atomic.Int64) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	conns = new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}()
+		}
+	}()
+	return ln.Addr().String(), conns
+}
+
+// A pooled connection the server closed while idle is not used: requests,
+// idempotent or not, go on a fresh connection and none fails.
+func TestFastClientServerClosedIdle(t *testing.T) {
+	addr, conns := closingUpstream(t)
+	e := newEnv(t, topologies[0], envOpts{target: addr})
+	for i, method := range []string{"GET", "POST", "GET", "PATCH", "DELETE", "POST"} {
+		req, _ := http.NewRequest(method, e.url("/"), strings.NewReader("body"))
+		res, err := e.client.Do(req)
+		if err != nil {
+			t.Fatalf("request %d (%s): %v", i, method, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("request %d (%s): %d %q %s", i, method, res.StatusCode, b, res.Header.Get(hdrProxyError))
+		}
+		time.Sleep(10 * time.Millisecond) // the server's close arrives
+	}
+	if n := conns.Load(); n != 6 {
+		t.Errorf("upstream accepted %d connections, want 6 (one per request)", n)
+	}
+}
+
+// The fast client refuses to write a header value that would split the
+// request, instead of sending it.
+func TestWriteRequestRefusesSplitting(t *testing.T) {
+	var b strings.Builder
+	bw := bufio.NewWriter(&b)
+	req, _ := http.NewRequest("GET", "http://web/", nil)
+	req.Header["X-Evil"] = []string{"a\r\nX-Injected: 1"}
+	if err := writeRequest(bw, req, nil); err == nil {
+		t.Fatal("a value with CRLF was accepted")
+	}
+	bw.Flush()
+	if strings.Contains(b.String(), "X-Injected") {
+		t.Fatalf("the split header was written: %q", b.String())
+	}
+}
