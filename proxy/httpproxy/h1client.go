@@ -149,6 +149,24 @@ func (pc *h1ClientConn) roundTrip(ctx context.Context, req *http.Request, body [
 	}
 	pc.r.read = false
 	for {
+		head, err := peekHead(pc.br)
+		if err != nil {
+			stop()
+			if !pc.r.read && (err == io.EOF || isReset(err)) {
+				return nil, errNothingRead
+			}
+			return nil, err
+		}
+		if head != nil {
+			if res, ok := parseResponseHead(head, req); ok {
+				pc.br.Discard(len(head))
+				b := &h1Body{pc: pc, t: t, stop: stop, reuse: !res.Close && !req.Close}
+				b.fixed = fixedBody{br: pc.br, remain: res.ContentLength}
+				b.rc = &b.fixed
+				res.Body = b
+				return res, nil
+			}
+		}
 		res, err := http.ReadResponse(pc.br, req)
 		if err != nil {
 			stop()
@@ -173,6 +191,7 @@ func (pc *h1ClientConn) roundTrip(ctx context.Context, req *http.Request, body [
 // (and closes it otherwise).
 type h1Body struct {
 	rc    io.ReadCloser
+	fixed fixedBody // rc, for a body the fast path framed
 	pc    *h1ClientConn
 	t     *h1Client
 	stop  func() bool
@@ -302,3 +321,29 @@ func (t *h1Client) close() {
 		}
 	}
 }
+
+// fixedBody reads a response body of known length.
+type fixedBody struct {
+	br     *bufio.Reader
+	remain int64
+}
+
+func (b *fixedBody) Read(p []byte) (int, error) {
+	if b.remain <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remain {
+		p = p[:b.remain]
+	}
+	n, err := b.br.Read(p)
+	b.remain -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == nil && b.remain == 0 {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (b *fixedBody) Close() error { return nil }

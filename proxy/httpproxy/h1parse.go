@@ -1,10 +1,12 @@
 package httpproxy
 
 import (
+	"bufio"
 	"bytes"
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"strings"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -62,20 +64,61 @@ func parseRequestHead(head []byte, h *reqHead) bool {
 	if !validMethod(h.method) || h.method == http.MethodConnect || h.method == "PRI" || !parseTarget(h.target, &h.url) {
 		return false
 	}
-	h.header = make(http.Header, 8)
+	h.header = make(http.Header, strings.Count(rest, "\r\n"))
+	if !parseHeaderLines(rest, h.header) {
+		return false
+	}
+	hdr := h.header
+	if hdr[hdrTransferEncoder] != nil || hdr["Expect"] != nil || hdr[hdrUpgrade] != nil {
+		return false
+	}
 	h.contentLength = 0
-	h.host = ""
-	var hosts, lengths, n int
-	var connection []string
-	for {
-		line, rest, ok = cutLine(rest)
+	if cl := hdr[hdrContentLength]; cl != nil {
+		n, ok := parseLength(cl[0])
+		if len(cl) > 1 || !ok {
+			return false
+		}
+		h.contentLength = n
+	}
+	hosts := hdr["Host"]
+	switch {
+	case len(hosts) > 1, len(hosts) == 0 && h.minor == 1:
+		return false
+	case len(hosts) == 1:
+		h.host = hosts[0]
+		delete(hdr, "Host") // as net/http: Request.Host holds it
+	default:
+		h.host = ""
+	}
+	if !httpguts.ValidHostHeader(h.host) {
+		return false
+	}
+	if h.minor == 0 {
+		h.close = !httpguts.HeaderValuesContainsToken(hdr[hdrConnection], "keep-alive")
+	} else {
+		h.close = httpguts.HeaderValuesContainsToken(hdr[hdrConnection], "close")
+	}
+	return true
+}
+
+// parseHeaderLines adds the header lines of rest (ending with an empty
+// line, and nothing after it) to h. It refuses obs-folds, names that are
+// not tokens, values with control characters, and more than maxFastHeaders
+// lines.
+func parseHeaderLines(rest string, h http.Header) bool {
+	// The values of all lines share one backing array: one allocation
+	// instead of one per header.
+	vals := make([]string, 0, strings.Count(rest, "\r\n"))
+	for n := 0; ; n++ {
+		line, after, ok := cutLine(rest)
 		if !ok {
 			return false
 		}
+		rest = after
 		if line == "" {
-			break
+			return rest == ""
 		}
-		if n++; n > maxFastHeaders || line[0] == ' ' || line[0] == '\t' { // obs-fold
+		if n >= maxFastHeaders || line[0] == ' ' || line[0] == '\t' { // obs-fold
 			return false
 		}
 		colon := indexByte(line, ':')
@@ -92,38 +135,13 @@ func parseRequestHead(head []byte, h *reqHead) bool {
 			return false
 		}
 		key := canonicalKey(name)
-		switch key {
-		case "Host":
-			hosts++
-			h.host = value
-		case hdrContentLength:
-			lengths++
-			cl, ok := parseLength(value)
-			if !ok {
-				return false
-			}
-			h.contentLength = cl
-		case hdrTransferEncoder, "Expect", hdrUpgrade:
-			return false
-		case hdrConnection:
-			connection = append(connection, value)
-		}
-		if vv := h.header[key]; vv != nil {
-			h.header[key] = append(vv, value)
+		if vv := h[key]; vv != nil {
+			h[key] = append(vv, value) // copies: vv's capacity ends at its one value
 		} else {
-			h.header[key] = []string{value}
+			vals = append(vals, value)
+			h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
 		}
 	}
-	if rest != "" || lengths > 1 || hosts > 1 || (hosts == 0 && h.minor == 1) || !httpguts.ValidHostHeader(h.host) {
-		return false
-	}
-	delete(h.header, "Host") // as net/http: Request.Host holds it
-	if h.minor == 0 {
-		h.close = !httpguts.HeaderValuesContainsToken(connection, "keep-alive")
-	} else {
-		h.close = httpguts.HeaderValuesContainsToken(connection, "close")
-	}
-	return true
 }
 
 // cutLine splits s at the first CRLF. A bare CR or LF before it is refused.
@@ -231,4 +249,80 @@ func internMethod(m string) string {
 		return http.MethodOptions
 	}
 	return m
+}
+
+// parseResponseHead parses head (a status line and header lines) for the
+// fast client: a final response of HTTP/1.0 or 1.1 with a body framed by one
+// valid Content-Length, to a request other than HEAD. It returns false for
+// anything else (interim and bodiless responses, chunked or close-delimited
+// bodies, anything odd), which net/http's ReadResponse then reads from the
+// same bytes.
+func parseResponseHead(head []byte, req *http.Request) (*http.Response, bool) {
+	if req.Method == http.MethodHead || bytes.IndexByte(head, 0) >= 0 {
+		return nil, false
+	}
+	s := string(head)
+	line, rest, ok := cutLine(s)
+	if !ok || len(line) < 12 || (len(line) > 12 && line[12] != ' ') {
+		return nil, false
+	}
+	res := &http.Response{Request: req, ProtoMajor: 1}
+	switch line[:9] {
+	case "HTTP/1.1 ":
+		res.Proto, res.ProtoMinor = "HTTP/1.1", 1
+	case "HTTP/1.0 ":
+		res.Proto = "HTTP/1.0"
+	default:
+		return nil, false
+	}
+	code := 0
+	for i := 9; i < 12; i++ {
+		c := line[i]
+		if c < '0' || c > '9' {
+			return nil, false
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
+		return nil, false
+	}
+	res.StatusCode, res.Status = code, line[9:]
+	res.Header = make(http.Header, strings.Count(rest, "\r\n"))
+	if !parseHeaderLines(rest, res.Header) {
+		return nil, false
+	}
+	cl := res.Header[hdrContentLength]
+	if len(cl) != 1 || res.Header[hdrTransferEncoder] != nil {
+		return nil, false
+	}
+	n, ok := parseLength(cl[0])
+	if !ok {
+		return nil, false
+	}
+	res.ContentLength = n
+	conn := res.Header[hdrConnection]
+	if res.ProtoMinor == 0 {
+		res.Close = !httpguts.HeaderValuesContainsToken(conn, "keep-alive")
+	} else {
+		res.Close = httpguts.HeaderValuesContainsToken(conn, "close")
+	}
+	return res, true
+}
+
+// peekHead returns the message head at the start of br, still buffered,
+// reading until it is complete. nil without error: it does not fit br, or
+// has a bare LF; net/http's parsing takes it.
+func peekHead(br *bufio.Reader) ([]byte, error) {
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
+			return buf[:i+4], nil
+		}
+		if len(buf) >= br.Size() || bareLF(buf) {
+			return nil, nil
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil {
+			return nil, err
+		}
+	}
 }

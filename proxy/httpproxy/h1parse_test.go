@@ -125,3 +125,88 @@ func FuzzParseRequestHead(f *testing.F) {
 		}
 	})
 }
+
+// The fast client reads what it accepts exactly as net/http's ReadResponse.
+func TestParseResponseHead(t *testing.T) {
+	get, _ := http.NewRequest("GET", "http://web/", nil)
+	head, _ := http.NewRequest("HEAD", "http://web/", nil)
+	accepted := []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n",
+		"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nx-multi: a\r\nX-Multi: b\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n",
+		"HTTP/1.1 299\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.1 404 Not  Found \r\nContent-Length: 9\r\n\r\n",
+	}
+	for _, s := range accepted {
+		res, ok := parseResponseHead([]byte(s), get)
+		if !ok {
+			t.Errorf("refused %q", s)
+			continue
+		}
+		agreeResponse(t, s, get, res)
+	}
+	refused := map[string]string{
+		"interim":            "HTTP/1.1 100 Continue\r\n\r\n",
+		"no content":         "HTTP/1.1 204 No Content\r\n\r\n",
+		"not modified":       "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+		"chunked":            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"length and chunked": "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"close-delimited":    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n",
+		"two lengths":        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+		"bad length":         "HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n",
+		"HTTP/2":             "HTTP/2.0 200 OK\r\nContent-Length: 5\r\n\r\n",
+		"short code":         "HTTP/1.1 20 OK\r\nContent-Length: 5\r\n\r\n",
+		"long code":          "HTTP/1.1 2000 OK\r\nContent-Length: 5\r\n\r\n",
+		"obs-fold":           "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n 2\r\n\r\n",
+		"bare LF":            "HTTP/1.1 200 OK\nContent-Length: 5\n\n",
+	}
+	for name, s := range refused {
+		if _, ok := parseResponseHead([]byte(s), get); ok {
+			t.Errorf("%s: accepted %q", name, s)
+		}
+	}
+	if _, ok := parseResponseHead([]byte(accepted[0]), head); ok {
+		t.Error("accepted the response to a HEAD request")
+	}
+}
+
+func agreeResponse(t testing.TB, head string, req *http.Request, res *http.Response) {
+	t.Helper()
+	want, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), req)
+	if err != nil {
+		t.Fatalf("fast client accepted %q, net/http refuses it: %v", head, err)
+	}
+	delete(want.Header, "Connection") // net/http drops Connection: close; the proxy strips Connection anyway
+	got := res.Header.Clone()
+	delete(got, "Connection")
+	switch {
+	case want.StatusCode != res.StatusCode || want.Status != res.Status:
+		t.Fatalf("%q: status %d %q, net/http %d %q", head, res.StatusCode, res.Status, want.StatusCode, want.Status)
+	case want.ProtoMinor != res.ProtoMinor || want.Proto != res.Proto:
+		t.Fatalf("%q: %s, net/http %s", head, res.Proto, want.Proto)
+	case want.ContentLength != res.ContentLength:
+		t.Fatalf("%q: content length %d, net/http %d", head, res.ContentLength, want.ContentLength)
+	case want.Close != res.Close:
+		t.Fatalf("%q: close %v, net/http %v", head, res.Close, want.Close)
+	case !reflect.DeepEqual(want.Header, got):
+		t.Fatalf("%q: header %v, net/http %v", head, got, want.Header)
+	}
+}
+
+func FuzzParseResponseHead(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n"))
+	f.Add([]byte("HTTP/1.0 404 Nope\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n"))
+	get, _ := http.NewRequest("GET", "http://web/", nil)
+	f.Fuzz(func(t *testing.T, head []byte) {
+		i := bytes.Index(head, crlfcrlf)
+		if i < 0 {
+			return
+		}
+		head = head[:i+4]
+		if res, ok := parseResponseHead(head, get); ok {
+			agreeResponse(t, string(head), get, res)
+		}
+	})
+}

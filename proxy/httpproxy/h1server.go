@@ -61,7 +61,9 @@ type h1Server struct {
 	pending [pendingMax]byte
 
 	watchTimer *time.Timer
-	watching   chan struct{} // closed when the watch ends
+	watchArmed bool
+	watchBody  *h1ReqBody     // the body of the request being watched, if any
+	watchWG    sync.WaitGroup // the running watch
 	watchByte  [1]byte
 }
 
@@ -162,30 +164,18 @@ func (s *h1Server) readHead() ([]byte, error) {
 	_, err := s.br.Peek(1)
 	s.mu.Lock()
 	s.idle = false
-	draining := s.draining
 	s.mu.Unlock()
-	if err != nil || draining {
-		return nil, errors.Join(err, context.Canceled)
+	if err != nil {
+		return nil, err // idle timeout, the client left, or the drain woke the wait
 	}
-	headerDeadline := false
-	for {
-		buf, _ := s.br.Peek(s.br.Buffered())
-		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
-			s.c.SetReadDeadline(time.Time{})
-			return buf[:i+4], nil
-		}
-		if len(buf) >= h1HeadBuffer || bareLF(buf) {
-			s.c.SetReadDeadline(time.Time{})
-			return nil, nil
-		}
-		if !headerDeadline {
-			headerDeadline = true
-			s.c.SetReadDeadline(time.Now().Add(s.p.cfg.HeaderReadTimeout))
-		}
-		if _, err := s.br.Peek(len(buf) + 1); err != nil {
-			return nil, err // the client left, or the header timeout expired: the connection ends
-		}
+	// Most heads arrive whole in one read; a slow one gets the header
+	// timeout.
+	if buf, _ := s.br.Peek(s.br.Buffered()); !bytes.Contains(buf, crlfcrlf) {
+		s.c.SetReadDeadline(time.Now().Add(s.p.cfg.HeaderReadTimeout))
 	}
+	head, err := peekHead(s.br)
+	s.c.SetReadDeadline(time.Time{})
+	return head, err // on error, the client left or the header timeout expired: the connection ends
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
@@ -270,41 +260,48 @@ func (s *h1Server) run(w *h1Writer, r *http.Request) (aborted bool) {
 
 // startWatch arms the client watch: if the request is still running after
 // watchAfter, with its body read, a goroutine reads the connection to learn
-// when the client leaves.
+// when the client leaves. One timer serves all the connection's requests.
 func (s *h1Server) startWatch(body *h1ReqBody) {
 	if s.br.Buffered() > 0 {
 		return // a pipelined request is already here: the client has not left
 	}
-	s.watching = make(chan struct{})
-	done := s.watching
-	s.watchTimer = time.AfterFunc(watchAfter, func() {
-		defer close(done)
-		if body != nil && body.remain.Load() > 0 {
-			return // the handler is still reading from the connection
-		}
-		n, err := s.c.Read(s.watchByte[:])
-		if n > 0 {
-			s.src.pending = s.watchByte[:1]
-			return
-		}
-		var ne net.Error
-		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
-			s.cancel() // the client closed or reset the connection
-		}
-	})
+	s.watchBody, s.watchArmed = body, true
+	s.watchWG.Add(1)
+	if s.watchTimer == nil {
+		s.watchTimer = time.AfterFunc(watchAfter, s.watch)
+	} else {
+		s.watchTimer.Reset(watchAfter)
+	}
+}
+
+func (s *h1Server) watch() {
+	defer s.watchWG.Done()
+	if b := s.watchBody; b != nil && b.remain.Load() > 0 {
+		return // the handler is still reading from the connection
+	}
+	n, err := s.c.Read(s.watchByte[:])
+	if n > 0 {
+		s.src.pending = s.watchByte[:1]
+		return
+	}
+	var ne net.Error
+	if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		s.cancel() // the client closed or reset the connection
+	}
 }
 
 // stopWatch ends the client watch; it reports whether the client left.
 func (s *h1Server) stopWatch() (gone bool) {
-	if s.watchTimer == nil {
-		return s.ctx.Err() != nil
+	if s.watchArmed {
+		s.watchArmed = false
+		if s.watchTimer.Stop() {
+			s.watchWG.Done() // it never ran
+		} else {
+			s.c.SetReadDeadline(aLongTimeAgo) // interrupt the watch's read
+			s.watchWG.Wait()
+			s.c.SetReadDeadline(time.Time{})
+		}
 	}
-	if !s.watchTimer.Stop() {
-		s.c.SetReadDeadline(aLongTimeAgo) // interrupt the watch's read
-		<-s.watching
-		s.c.SetReadDeadline(time.Time{})
-	}
-	s.watchTimer, s.watching = nil, nil
 	return s.ctx.Err() != nil
 }
 
