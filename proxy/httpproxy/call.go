@@ -42,6 +42,7 @@ type call struct {
 	ep        *balance.Endpoint
 	epStart   int64
 	epDone    bool
+	retried   bool // sent again after a connect failure (stack.go)
 	route     *route
 
 	// Set by the timing and forwarding layers.

@@ -194,3 +194,57 @@ func TestSharedRegistry(t *testing.T) {
 		t.Error("the proxies count into different collectors")
 	}
 }
+
+// A request the first endpoint refused at connect goes to another one:
+// with one of two endpoints down, every request without a body succeeds,
+// and each retry is counted (as a connect failure on the dead endpoint's
+// route, and in meshlet_http_retries_total).
+func TestConnectFailureRetried(t *testing.T) {
+	for _, tp := range []topology{topologies[0], topologies[1]} {
+		t.Run(tp.name, func(t *testing.T) {
+			e := newEnv(t, tp, envOpts{})
+			dead := closedPort(t)
+			e.static.Set(webAuth, endpoint.Set{Exists: true, Endpoints: []endpoint.Endpoint{
+				{Addr: dead, Protocol: endpoint.ProtocolHTTP1, Labels: map[string]string{"pod": "dead"}},
+				{Addr: netip.MustParseAddrPort(e.app.addr), Protocol: endpoint.ProtocolHTTP1, Labels: map[string]string{"pod": "web-0"}},
+			}})
+			for i := 0; i < 30; i++ {
+				res, body := get(t, e.client, e.url("/"))
+				if res.StatusCode != 200 {
+					t.Fatalf("request %d: %d %s (%s)", i, res.StatusCode, res.Header.Get(hdrProxyError), body)
+				}
+			}
+			retries := metricValue(t, e.out.reg, "meshlet_http_retries_total", map[string]string{"direction": "outbound"})
+			if retries < 1 {
+				t.Fatalf("retries = %v, want at least 1 (the unmeasured dead endpoint is tried first)", retries)
+			}
+			if v := metricValue(t, e.out.reg, "meshlet_http_proxy_errors_total", map[string]string{"direction": "outbound", "reason": "connect"}); v != retries {
+				t.Errorf("connect errors = %v, want %v (one per retry)", v, retries)
+			}
+			if v := metricValue(t, e.out.reg, "meshlet_response_total", map[string]string{"direction": "outbound", "dst_pod": "dead", "classification": "failure"}); v != retries {
+				t.Errorf("failure responses on the dead endpoint = %v, want %v", v, retries)
+			}
+		})
+	}
+}
+
+// A request with a body is not sent twice: when its endpoint refuses the
+// connection, the client gets the 502.
+func TestConnectFailureWithBodyNotRetried(t *testing.T) {
+	e := newEnv(t, topologies[0], envOpts{})
+	e.static.Set(webAuth, endpoint.Set{Exists: true, Endpoints: []endpoint.Endpoint{
+		{Addr: closedPort(t), Protocol: endpoint.ProtocolHTTP1},
+		{Addr: closedPort(t), Protocol: endpoint.ProtocolHTTP1},
+	}})
+	res, err := e.client.Post(e.url("/echo"), "text/plain", strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 502 || res.Header.Get(hdrProxyError) != "connect" {
+		t.Fatalf("got %d %q, want 502 connect", res.StatusCode, res.Header.Get(hdrProxyError))
+	}
+	if v := metricValue(t, e.out.reg, "meshlet_http_retries_total", map[string]string{"direction": "outbound"}); v != 0 {
+		t.Errorf("retries = %v, want 0", v)
+	}
+}

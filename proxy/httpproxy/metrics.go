@@ -33,6 +33,7 @@ type metrics struct {
 	latency     *prometheus.HistogramVec
 	proxyErrors [2][numReasons]prometheus.Counter // pre-resolved: direction × reason
 	protoErrors *prometheus.CounterVec
+	retries     [2]prometheus.Counter // by direction
 
 	routes    sync.Map // routeKey → *route
 	numRoutes atomic.Int64
@@ -71,8 +72,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "meshlet_http_proxy_errors_total",
 		Help: "Requests the proxy failed itself, by direction and reason (the meshlet-proxy-error response header).",
 	}, []string{"direction", "reason"})
+	retries := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshlet_http_retries_total",
+		Help: "HTTP requests sent again to another endpoint after the connection to the first failed (nothing had been sent), by direction.",
+	}, []string{"direction"})
 	if reg != nil {
 		var err error
+		if retries, err = register(reg, retries); err != nil {
+			return nil, err
+		}
 		if m.requests, err = register(reg, m.requests); err != nil {
 			return nil, err
 		}
@@ -90,6 +98,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	for _, d := range []Direction{Inbound, Outbound} {
+		m.retries[d] = retries.WithLabelValues(d.String())
 		for r := reason(1); r < numReasons; r++ {
 			m.proxyErrors[d][r] = errs.WithLabelValues(d.String(), r.String())
 		}

@@ -2,9 +2,14 @@ package httpproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/meshlet/meshlet/proxy/balance"
 )
 
 // step is one layer's view of the rest of the stack; layers return errors
@@ -136,38 +141,69 @@ func (p *Proxy) balance(next step) step {
 		if c.bal == nil { // routed to the original destination
 			return next(c)
 		}
-		ep := c.bal.Pick()
-		if ep == nil {
-			return errorf(reasonNoEndpoints, "%s has no ready endpoint", c.authority)
-		}
-		info := p.endpointInfo(ep)
-		c.ep, c.addr = ep, info.addr
-		mtls := ep.Identity != "" && p.cfg.Identity != nil
-		if mtls {
-			if info.peerErr != nil {
-				return &proxyError{reason: reasonTLS, err: fmt.Errorf("endpoint %s: %w", info.addr, info.peerErr)}
+		err := p.attempt(c, next)
+		if retryable(c, err) {
+			// Nothing reached the endpoint: the request goes once more, to
+			// another one. The failed attempt is counted on its endpoint's
+			// route like any failure, and weighs on its balancer cost.
+			if ep := c.bal.Pick(); ep != nil && ep != c.ep {
+				p.metrics.proxyError(c.conn.info.Direction, classify(c, err))
+				c.route.response(reasons[reasonConnect].status, true, "")
+				p.metrics.retries[c.conn.info.Direction].Inc()
+				c.retried = true
+				err = p.attempt(c, next, ep)
 			}
-			c.identity, c.peer = ep.Identity, info.peer
-			// HTTP/1 travels between proxies as HTTP/1.1 over pooled mTLS
-			// connections when the fast client can carry it (and for
-			// upgrades); other HTTP/1 requests (chunked or large bodies,
-			// Expect) and HTTP/2 multiplex on one HTTP/2 connection.
-			c.up = upMeshH2
-			if c.upgrade != nil || c.r.ProtoMajor == 1 && fastH1(c.r, nil) {
-				c.up = upMeshH1
-			}
-		} else {
-			c.up = c.conn.appUpstream()
 		}
-		c.route = p.endpointRoute(info, c.authority, mtls)
-		c.route.requests.Inc()
-		c.epStart = ep.Start()
-		err := next(c)
-		// A no-op unless the request failed before response headers; a client
-		// that went away says nothing about the endpoint.
-		c.endpointDone(c.r.Context().Err() == nil)
 		return err
 	}
+}
+
+// attempt sends c to an endpoint (ep, or the balancer's pick).
+func (p *Proxy) attempt(c *call, next step, ep ...*balance.Endpoint) error {
+	if len(ep) > 0 {
+		c.ep = ep[0]
+	} else if c.ep = c.bal.Pick(); c.ep == nil {
+		return errorf(reasonNoEndpoints, "%s has no ready endpoint", c.authority)
+	}
+	info := p.endpointInfo(c.ep)
+	c.addr, c.epDone = info.addr, false
+	mtls := c.ep.Identity != "" && p.cfg.Identity != nil
+	if mtls {
+		if info.peerErr != nil {
+			return &proxyError{reason: reasonTLS, err: fmt.Errorf("endpoint %s: %w", info.addr, info.peerErr)}
+		}
+		c.identity, c.peer = c.ep.Identity, info.peer
+		// HTTP/1 travels between proxies as HTTP/1.1 over pooled mTLS
+		// connections when the fast client can carry it (and for
+		// upgrades); other HTTP/1 requests (chunked or large bodies,
+		// Expect) and HTTP/2 multiplex on one HTTP/2 connection.
+		c.up = upMeshH2
+		if c.upgrade != nil || c.r.ProtoMajor == 1 && fastH1(c.r, nil) {
+			c.up = upMeshH1
+		}
+	} else {
+		c.identity, c.peer = "", spiffeid.ID{}
+		c.up = c.conn.appUpstream()
+	}
+	c.route = p.endpointRoute(info, c.authority, mtls)
+	c.route.requests.Inc()
+	c.epStart = c.ep.Start()
+	err := next(c)
+	// A no-op unless the request failed before response headers; a client
+	// that went away says nothing about the endpoint.
+	c.endpointDone(c.r.Context().Err() == nil)
+	return err
+}
+
+// retryable reports whether a failed request can go to another endpoint:
+// the TCP connect failed (so the endpoint saw nothing), nothing was
+// answered yet, the request has no body to replay, and it is the first try.
+func retryable(c *call, err error) bool {
+	var de *dialError
+	if err == nil || c.retried || c.wrote || !errors.As(err, &de) || de.tls || c.ctx().Err() != nil {
+		return false
+	}
+	return c.r.ContentLength == 0 // no body: HTTP/1 without one, HTTP/2 whose headers ended the stream
 }
 
 func (p *Proxy) local(next step) step {
