@@ -41,6 +41,11 @@ type h1Client struct {
 	fallback    http.RoundTripper
 	maxIdle     int
 	idleTimeout time.Duration
+	// checkAlways: check every idle connection for a close or stray bytes
+	// before reuse, not only after a second idle. For applications, whose
+	// responses may not end where they say; between proxies the peer is
+	// meshlet's own server, which frames every response exactly.
+	checkAlways bool
 
 	mu     sync.Mutex
 	idle   map[poolKey][]*h1ClientConn
@@ -51,27 +56,64 @@ type h1Client struct {
 type h1ClientConn struct {
 	c         net.Conn
 	r         readTracker
+	w         writeTracker
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	key       poolKey
 	idleSince time.Time
 }
 
-// readTracker notes whether anything was read since it was reset: a pooled
+// readTracker notes whether anything was read since it was reset (a pooled
 // connection that ends before the first byte of a response was most likely
-// closed by the server while idle.
+// closed by the server while idle), and bounds what a response head may
+// read when limit is positive.
 type readTracker struct {
-	c    net.Conn
-	read bool
+	c     net.Conn
+	read  bool
+	limit int64 // bytes left for the response head; 0: no limit
 }
 
+var errHeadTooLarge = errors.New("response head too large")
+
 func (t *readTracker) Read(b []byte) (int, error) {
+	if t.limit > 0 && int64(len(b)) > t.limit {
+		b = b[:t.limit]
+	}
 	n, err := t.c.Read(b)
 	if n > 0 {
 		t.read = true
+		if t.limit > 0 {
+			if t.limit -= int64(n); t.limit == 0 {
+				t.limit = -1
+			}
+		}
+	}
+	if t.limit < 0 && err == nil {
+		err = errHeadTooLarge
 	}
 	return n, err
 }
+
+// writeTracker counts what reached the connection: a request none of whose
+// bytes were written can go again on another connection, whatever its
+// method.
+type writeTracker struct {
+	c net.Conn
+	n int64
+}
+
+func (t *writeTracker) Write(b []byte) (int, error) {
+	n, err := t.c.Write(b)
+	t.n += int64(n)
+	return n, err
+}
+
+// maxResponseHead bounds a response head read by net/http's parser
+// (interim responses included), as the Transport's MaxResponseHeaderBytes.
+const (
+	maxResponseHead = 1 << 20
+	maxInterim      = 8
+)
 
 var (
 	errNothingRead = errors.New("connection closed before any response byte")
@@ -82,6 +124,9 @@ var (
 func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !fastH1(req, nil) || req.Header["Upgrade"] != nil {
 		return t.fallback.RoundTrip(req)
+	}
+	if err := validRequest(req); err != nil {
+		return nil, err
 	}
 	var body []byte
 	if req.Body != nil && req.ContentLength > 0 {
@@ -98,7 +143,7 @@ func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := t.get(ctx, key, !idempotent(req.Method))
+		pc, reused, err := t.get(ctx, key, t.checkAlways || !replayable(req))
 		if err != nil {
 			return nil, err
 		}
@@ -112,10 +157,9 @@ func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// A reused connection that failed before any response byte was
 		// most likely closed by the server while idle: the request goes
-		// once more on a fresh connection if it was never written, or if
-		// sending it twice is harmless.
-		var we *writeError
-		if reused && attempt == 0 && (errors.As(err, &we) || (errors.Is(err, errNothingRead) && idempotent(req.Method))) {
+		// once more on a fresh connection if none of it was written, or if
+		// sending it twice is harmless (net/http's rules).
+		if reused && attempt == 0 && (errors.Is(err, errNothingWritten) || (errors.Is(err, errNothingRead) && replayable(req))) {
 			continue
 		}
 		return nil, err
@@ -124,17 +168,18 @@ func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 
 var bodyPool = sync.Pool{New: func() any { return new([maxFastBody]byte) }}
 
-type writeError struct{ err error }
+var errNothingWritten = errors.New("connection failed before any request byte was written")
 
-func (e *writeError) Error() string { return "writing the request: " + e.err.Error() }
-func (e *writeError) Unwrap() error { return e.err }
-
-func idempotent(method string) bool {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+// replayable reports a request that may be sent twice, by net/http's rule:
+// a safe method, or one that carries an idempotency key.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 		return true
 	}
-	return false
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
 }
 
 // roundTrip sends req on pc and reads the response head. The response body
@@ -143,12 +188,16 @@ func (pc *h1ClientConn) roundTrip(ctx context.Context, req *http.Request, body [
 	// Cancellation (client gone, request timeout) interrupts whatever
 	// read or write is pending, up to the end of the response body.
 	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(aLongTimeAgo) })
+	pc.w.n = 0
 	if err := writeRequest(pc.bw, req, body); err != nil {
 		stop()
-		return nil, &writeError{err}
+		if pc.w.n == 0 {
+			return nil, errors.Join(errNothingWritten, err)
+		}
+		return nil, err
 	}
 	pc.r.read = false
-	for {
+	for interim := 0; ; interim++ {
 		head, err := peekHead(pc.br)
 		if err != nil {
 			stop()
@@ -167,7 +216,9 @@ func (pc *h1ClientConn) roundTrip(ctx context.Context, req *http.Request, body [
 				return res, nil
 			}
 		}
+		pc.r.limit = maxResponseHead
 		res, err := http.ReadResponse(pc.br, req)
+		pc.r.limit = 0
 		if err != nil {
 			stop()
 			if !pc.r.read && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)) {
@@ -179,6 +230,10 @@ func (pc *h1ClientConn) roundTrip(ctx context.Context, req *http.Request, body [
 			if res.StatusCode == http.StatusSwitchingProtocols {
 				stop()
 				return nil, errors.New("101 Switching Protocols to a request without Upgrade")
+			}
+			if interim == maxInterim {
+				stop()
+				return nil, errors.New("too many interim responses")
 			}
 			continue // interim responses (103 Early Hints) are dropped, as net/http's Transport does
 		}
@@ -197,14 +252,16 @@ type h1Body struct {
 	stop  func() bool
 	reuse bool
 	done  bool
+	err   error // what ended the body (io.EOF when it ended cleanly)
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
 	if b.done {
-		return 0, io.EOF
+		return 0, b.err
 	}
 	n, err := b.rc.Read(p)
 	if err != nil {
+		b.err = err
 		b.finish(err == io.EOF)
 	}
 	return n, err
@@ -212,6 +269,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 
 func (b *h1Body) Close() error {
 	if !b.done {
+		b.err = errors.New("httpproxy: read on a closed response body")
 		b.finish(false)
 	}
 	return nil
@@ -221,7 +279,9 @@ func (b *h1Body) finish(clean bool) {
 	b.done = true
 	// stop reports false when the cancellation already ran (or is
 	// running): the connection's deadline is then in the past.
-	if b.stop() && clean && b.reuse {
+	// Bytes already buffered beyond the body belong to no response: the
+	// connection cannot be reused (net/http closes it too).
+	if b.stop() && clean && b.reuse && b.pc.br.Buffered() == 0 {
 		b.t.put(b.pc)
 		return
 	}
@@ -262,9 +322,9 @@ func (t *h1Client) get(ctx context.Context, key poolKey, check bool) (*h1ClientC
 		return nil, false, err
 	}
 	pc := &h1ClientConn{c: c, key: key}
-	pc.r.c = c
+	pc.r.c, pc.w.c = c, c
 	pc.br = bufio.NewReaderSize(&pc.r, 8<<10)
-	pc.bw = bufio.NewWriterSize(c, 8<<10)
+	pc.bw = bufio.NewWriterSize(&pc.w, 8<<10)
 	return pc, false, nil
 }
 

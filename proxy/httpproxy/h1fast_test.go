@@ -184,18 +184,138 @@ func TestFastClientServerClosedIdle(t *testing.T) {
 	}
 }
 
-// The fast client refuses to write a header value that would split the
-// request, instead of sending it.
-func TestWriteRequestRefusesSplitting(t *testing.T) {
-	var b strings.Builder
-	bw := bufio.NewWriter(&b)
-	req, _ := http.NewRequest("GET", "http://web/", nil)
-	req.Header["X-Evil"] = []string{"a\r\nX-Injected: 1"}
-	if err := writeRequest(bw, req, nil); err == nil {
-		t.Fatal("a value with CRLF was accepted")
+// The fast client refuses a header value that would split the request
+// before writing anything.
+func TestValidRequestRefusesSplitting(t *testing.T) {
+	for name, mutate := range map[string]func(*http.Request){
+		"value with CRLF": func(r *http.Request) { r.Header["X-Evil"] = []string{"a\r\nX-Injected: 1"} },
+		"name with colon": func(r *http.Request) { r.Header["X-Evil: 1\r\nX-Injected"] = []string{"1"} },
+		"host with CRLF":  func(r *http.Request) { r.Host = "web\r\nX-Injected: 1" },
+		"bad method":      func(r *http.Request) { r.Method = "GET /x HTTP/1.1\r\n" },
+	} {
+		req, _ := http.NewRequest("GET", "http://web/", nil)
+		mutate(req)
+		if err := validRequest(req); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
-	bw.Flush()
-	if strings.Contains(b.String(), "X-Injected") {
-		t.Fatalf("the split header was written: %q", b.String())
+	req, _ := http.NewRequest("GET", "http://web/", nil)
+	req.Header["X-Fine"] = []string{"a b\tc"}
+	if err := validRequest(req); err != nil {
+		t.Errorf("a valid request refused: %v", err)
+	}
+}
+
+// scriptedUpstream answers every request on a connection with reply(i),
+// where i counts the requests the upstream has seen, and keeps the
+// connection open.
+func scriptedUpstream(t *testing.T, reply func(i int, c net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var n atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					reply(int(n.Add(1)-1), c)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// An upstream that sends more than its Content-Length (in the same write,
+// or a moment later) never has those bytes read as the next response: the
+// connection is dropped, and every request gets its own answer.
+func TestFastClientStrayBytesNotReused(t *testing.T) {
+	for name, late := range map[string]bool{"same write": false, "later write": true} {
+		t.Run(name, func(t *testing.T) {
+			addr := scriptedUpstream(t, func(i int, c net.Conn) {
+				body := fmt.Sprintf("r%d", i)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"+body)
+				if late {
+					time.Sleep(5 * time.Millisecond)
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+			})
+			e := newEnv(t, topologies[0], envOpts{target: addr})
+			for i := 0; i < 4; i++ {
+				res, body := get(t, e.client, e.url("/"))
+				if res.StatusCode != 200 || body == "stray" || len(body) != 2 || body[0] != 'r' {
+					t.Fatalf("request %d: %d %q", i, res.StatusCode, body)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// Interim responses are bounded: an upstream sending them without end gets
+// a 502, not a proxy reading forever.
+func TestFastClientInterimBound(t *testing.T) {
+	addr := scriptedUpstream(t, func(_ int, c net.Conn) {
+		io.WriteString(c, strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", 50)+
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	e := newEnv(t, topologies[0], envOpts{target: addr})
+	res, _ := get(t, e.client, e.url("/"))
+	if res.StatusCode != 502 {
+		t.Fatalf("status %d, want 502", res.StatusCode)
+	}
+}
+
+// A large upload the upstream answers before reading it: the client gets
+// the answer, told the connection closes, and the proxy stops reading the
+// body for the transport (which net/http's own runs in a goroutine of its
+// own) before anything else reads the connection. Run with -race.
+func TestFastPathEarlyAnswerToLargeUpload(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+				time.Sleep(200 * time.Millisecond)
+			}()
+		}
+	}()
+	e := newEnv(t, topologies[0], envOpts{target: ln.Addr().String()})
+	c := dialRaw(t, e.outAddrs[HTTP1])
+	const size = 4 << 20
+	c.send(fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", webHost, size))
+	c.send(strings.Repeat("x", 100<<10)) // the rest never comes
+	res := c.expect("POST", 413, "big")
+	if !res.Close {
+		t.Error("the response does not say the connection closes, with most of the body unread")
+	}
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.br.ReadByte(); err != io.EOF {
+		t.Errorf("after the answer: %v, want the connection closed", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // pendingMax is how much of a response body the fast writer holds back
@@ -24,7 +26,8 @@ type h1Writer struct {
 	bw       *bufio.Writer
 	header   http.Header
 	req      *reqHead
-	draining bool // the server drains: the response asks the client to close
+	body     *h1ReqBody   // the request's, nil if none
+	draining *atomic.Bool // the server drains: the response asks the client to close
 
 	status     int
 	committed  bool
@@ -56,6 +59,9 @@ func (w *h1Writer) Write(b []byte) (int, error) {
 		return 0, w.err
 	}
 	if !w.committed {
+		if w.req.method == http.MethodHead {
+			return len(b), nil // dropped, as net/http does
+		}
 		if w.bodyForbidden() {
 			return 0, http.ErrBodyNotAllowed
 		}
@@ -70,6 +76,9 @@ func (w *h1Writer) Write(b []byte) (int, error) {
 
 func (w *h1Writer) writeBody(b []byte) (int, error) {
 	if w.noBody {
+		if w.req.method == http.MethodHead {
+			return len(b), nil
+		}
 		return 0, http.ErrBodyNotAllowed
 	}
 	if w.length >= 0 && w.written+int64(len(b)) > w.length {
@@ -130,11 +139,15 @@ func (w *h1Writer) commit(final bool) {
 		delete(h, hdrContentLength)
 	}
 	delete(h, hdrTransferEncoder)
+	// Trailers the handler declared get their values after the body: a
+	// value already in the header now is not sent as a header, and the
+	// response is chunked so they can follow it.
+	declared := h[hdrTrailer]
 	keepAlive10 := false
 	switch {
 	case w.noBody:
 	case w.length >= 0:
-	case final:
+	case final && (len(declared) == 0 || w.req.minor == 0):
 		w.length = int64(len(w.pending))
 		h[hdrContentLength] = []string{strconv.Itoa(len(w.pending))}
 	case w.req.minor == 1:
@@ -142,11 +155,13 @@ func (w *h1Writer) commit(final bool) {
 	default:
 		w.closeAfter = true // HTTP/1.0: the end of the connection ends the body
 	}
-	if conn := h[hdrConnection]; len(conn) > 0 && strings.EqualFold(conn[0], "close") {
+	if httpguts.HeaderValuesContainsToken(h[hdrConnection], "close") {
 		w.closeAfter = true
 	}
 	delete(h, hdrConnection)
-	if w.req.close || w.draining {
+	if w.req.close || w.draining.Load() || (w.body != nil && w.body.remain.Load() > maxDiscard) {
+		// A request body too large to read and drop after the handler
+		// ends the connection too; the client is told before the response.
 		w.closeAfter = true
 	} else if w.req.minor == 0 && !w.closeAfter {
 		keepAlive10 = true
@@ -155,7 +170,7 @@ func (w *h1Writer) commit(final bool) {
 	bw := w.bw
 	bw.WriteString(statusLine(w.status))
 	for k, vv := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
+		if strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) || declaredTrailer(declared, k) {
 			continue
 		}
 		for _, v := range vv {
@@ -219,7 +234,7 @@ func (w *h1Writer) finish() error {
 func (w *h1Writer) writeTrailers() {
 	for k, vv := range w.header {
 		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
-		if !ok {
+		if !ok || !validTrailer(name) {
 			continue
 		}
 		for _, v := range vv {
@@ -232,6 +247,9 @@ func (w *h1Writer) writeTrailers() {
 	for _, decl := range w.header[hdrTrailer] {
 		for name := range strings.SplitSeq(decl, ",") {
 			name = http.CanonicalHeaderKey(strings.TrimSpace(name))
+			if !validTrailer(name) {
+				continue
+			}
 			for _, v := range w.header[name] {
 				w.bw.WriteString(name)
 				w.bw.WriteString(": ")
@@ -240,6 +258,28 @@ func (w *h1Writer) writeTrailers() {
 			}
 		}
 	}
+}
+
+// validTrailer reports a name that may be sent as a trailer: a valid
+// field name, and not one of those that frame the message.
+func validTrailer(name string) bool {
+	switch name {
+	case hdrContentLength, hdrTransferEncoder, hdrTrailer, "Host", hdrConnection:
+		return false
+	}
+	return httpguts.ValidHeaderFieldName(name)
+}
+
+// declaredTrailer reports whether key is named in the Trailer header values.
+func declaredTrailer(declared []string, key string) bool {
+	for _, d := range declared {
+		for name := range strings.SplitSeq(d, ",") {
+			if strings.EqualFold(strings.TrimSpace(name), key) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // writeHeaderValue writes v with any CR or LF replaced by a space, as

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,10 +51,12 @@ type h1Server struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	idle     bool // waiting for a request head
-	draining bool
+	idle     bool        // waiting for a request head
+	draining atomic.Bool // the server drains: responses say Connection: close, no new request is read
+	served   int         // requests served so far
 
 	remote  string
+	linger  bool // close gently: the client's bytes are not all read
 	head    reqHead
 	w       h1Writer // reused by each request, as are:
 	header  http.Header
@@ -62,6 +64,7 @@ type h1Server struct {
 
 	watchTimer *time.Timer
 	watchArmed bool
+	watchStop  atomic.Bool    // the request ended: the watch must not re-arm
 	watchBody  *h1ReqBody     // the body of the request being watched, if any
 	watchWG    sync.WaitGroup // the running watch
 	watchByte  [1]byte
@@ -96,7 +99,7 @@ func (p *Proxy) serveHTTP1(ctx context.Context, c net.Conn, cn *conn) {
 	finished := make(chan struct{})
 	stopDrain := context.AfterFunc(ctx, func() {
 		s.mu.Lock()
-		s.draining = true
+		s.draining.Store(true)
 		if s.idle {
 			c.SetReadDeadline(aLongTimeAgo) // wake the wait for a next request
 		}
@@ -122,7 +125,11 @@ func (p *Proxy) serveHTTP1(ctx context.Context, c net.Conn, cn *conn) {
 		p.serveHTTP1Std(ctx, &replayConn{Conn: c, buf: bytes.Clone(buffered)}, cn)
 		return
 	}
-	c.Close()
+	if s.linger {
+		lingerClose(c)
+	} else {
+		c.Close()
+	}
 	s.cancel()
 	close(finished)
 	stopDrain()
@@ -152,13 +159,19 @@ func (s *h1Server) serve() (handover bool) {
 // full when the client stopped sending); net/http takes it.
 func (s *h1Server) readHead() ([]byte, error) {
 	s.mu.Lock()
-	if s.draining {
+	if s.draining.Load() {
 		s.mu.Unlock()
 		return nil, context.Canceled
 	}
 	if s.br.Buffered() == 0 {
 		s.idle = true
-		s.c.SetReadDeadline(time.Now().Add(s.p.cfg.IdleTimeout))
+		// A new connection gets the header timeout for its first request,
+		// as from net/http; a kept-alive one the idle timeout.
+		wait := s.p.cfg.IdleTimeout
+		if s.served == 0 {
+			wait = s.p.cfg.HeaderReadTimeout
+		}
+		s.c.SetReadDeadline(time.Now().Add(wait))
 	}
 	s.mu.Unlock()
 	_, err := s.br.Peek(1)
@@ -215,18 +228,22 @@ func (s *h1Server) serveOne() (keep bool) {
 	}
 	w := &s.w
 	clear(s.header)
-	*w = h1Writer{bw: s.bw, header: s.header, req: h, pending: s.pending[:0]}
-	s.mu.Lock()
-	w.draining = s.draining
-	s.mu.Unlock()
+	*w = h1Writer{bw: s.bw, header: s.header, req: h, pending: s.pending[:0], draining: &s.draining, body: body}
+	s.served++
 
 	s.startWatch(body)
 	aborted := s.run(w, r)
 	gone := s.stopWatch()
+	if body != nil {
+		s.closeBody(body)
+	}
 	if aborted || gone {
 		return false
 	}
 	if err := w.finish(); err != nil || w.closeAfter || h.close {
+		if err == nil && body != nil && body.remain.Load() > 0 {
+			s.linger = true // the client may still be sending: a close now could reset the response
+		}
 		return false
 	}
 	if body != nil {
@@ -234,12 +251,13 @@ func (s *h1Server) serveOne() (keep bool) {
 			if rem > maxDiscard || body.err != nil {
 				return false
 			}
-			if _, err := io.CopyN(io.Discard, body, rem); err != nil {
+			if _, err := io.CopyN(io.Discard, bodyReader{body}, rem); err != nil {
 				return false
 			}
 		}
+		return body.err == nil
 	}
-	return body == nil || body.err == nil
+	return true
 }
 
 // run calls the stack; it reports true when the handler aborted the
@@ -250,96 +268,13 @@ func (s *h1Server) run(w *h1Writer, r *http.Request) (aborted bool) {
 		if v := recover(); v != nil {
 			aborted = true
 			if v != http.ErrAbortHandler {
-				s.p.log.Error("panic serving an HTTP/1 request", "panic", v)
+				s.p.log.Error("panic serving an HTTP/1 request", "panic", v, "stack", string(debug.Stack()))
 			}
 		}
 	}()
 	s.cn.ServeHTTP(w, r)
 	return false
 }
-
-// startWatch arms the client watch: if the request is still running after
-// watchAfter, with its body read, a goroutine reads the connection to learn
-// when the client leaves. One timer serves all the connection's requests.
-func (s *h1Server) startWatch(body *h1ReqBody) {
-	if s.br.Buffered() > 0 {
-		return // a pipelined request is already here: the client has not left
-	}
-	s.watchBody, s.watchArmed = body, true
-	s.watchWG.Add(1)
-	if s.watchTimer == nil {
-		s.watchTimer = time.AfterFunc(watchAfter, s.watch)
-	} else {
-		s.watchTimer.Reset(watchAfter)
-	}
-}
-
-func (s *h1Server) watch() {
-	defer s.watchWG.Done()
-	if b := s.watchBody; b != nil && b.remain.Load() > 0 {
-		return // the handler is still reading from the connection
-	}
-	n, err := s.c.Read(s.watchByte[:])
-	if n > 0 {
-		s.src.pending = s.watchByte[:1]
-		return
-	}
-	var ne net.Error
-	if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
-		s.cancel() // the client closed or reset the connection
-	}
-}
-
-// stopWatch ends the client watch; it reports whether the client left.
-func (s *h1Server) stopWatch() (gone bool) {
-	if s.watchArmed {
-		s.watchArmed = false
-		if s.watchTimer.Stop() {
-			s.watchWG.Done() // it never ran
-		} else {
-			s.c.SetReadDeadline(aLongTimeAgo) // interrupt the watch's read
-			s.watchWG.Wait()
-			s.c.SetReadDeadline(time.Time{})
-		}
-	}
-	return s.ctx.Err() != nil
-}
-
-// h1ReqBody reads a request body of known length from the connection.
-// remain is atomic only because the client watch reads it.
-type h1ReqBody struct {
-	br     *bufio.Reader
-	remain atomic.Int64
-	err    error
-}
-
-func (b *h1ReqBody) Read(p []byte) (int, error) {
-	rem := b.remain.Load()
-	if rem <= 0 {
-		return 0, io.EOF
-	}
-	if b.err != nil {
-		return 0, b.err
-	}
-	if int64(len(p)) > rem {
-		p = p[:rem]
-	}
-	n, err := b.br.Read(p)
-	rem -= int64(n)
-	b.remain.Store(rem)
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	if err != nil {
-		b.err = err
-	}
-	if rem == 0 && err == nil {
-		return n, io.EOF
-	}
-	return n, err
-}
-
-func (b *h1ReqBody) Close() error { return nil }
 
 // replayConn returns buf before reading the connection: the bytes the fast
 // path read but did not serve.

@@ -9,11 +9,10 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// writeRequest writes req's head, as net/http's Transport would for an
-// HTTP/1.1 request of known length, then body, and flushes. Header fields
-// are checked as the Transport checks them: a name or value that could
-// split the request is refused, never written.
-func writeRequest(bw *bufio.Writer, req *http.Request, body []byte) error {
+// validRequest checks req's head as net/http's Transport does before
+// writing it: a method, Host, header name or value that could split the
+// request is refused.
+func validRequest(req *http.Request) error {
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
@@ -23,6 +22,27 @@ func writeRequest(bw *bufio.Writer, req *http.Request, body []byte) error {
 	}
 	if !validMethod(req.Method) {
 		return errors.New("invalid method " + strconv.Quote(req.Method))
+	}
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return errors.New("invalid header field name " + strconv.Quote(k))
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return errors.New("invalid header field value for " + k)
+			}
+		}
+	}
+	return nil
+}
+
+// writeRequest writes req's head (checked by validRequest), as net/http's
+// Transport would for an HTTP/1.1 request of known length, then body, and
+// flushes.
+func writeRequest(bw *bufio.Writer, req *http.Request, body []byte) error {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
 	}
 	bw.WriteString(req.Method)
 	bw.WriteByte(' ')
@@ -35,15 +55,9 @@ func writeRequest(bw *bufio.Writer, req *http.Request, body []byte) error {
 		case "Host", hdrContentLength, hdrTransferEncoder, hdrTrailer, hdrConnection:
 			continue // written from the request's fields, or hop-by-hop
 		}
-		if !httpguts.ValidHeaderFieldName(k) {
-			return errors.New("invalid header field name " + strconv.Quote(k))
-		}
 		for _, v := range vv {
 			if v == "" && k == "User-Agent" {
 				continue // an empty User-Agent means: send none
-			}
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return errors.New("invalid header field value for " + k)
 			}
 			bw.WriteString(k)
 			bw.WriteString(": ")

@@ -111,6 +111,7 @@ func newUpstreams(cfg *Config) *upstreams {
 		fallback:    u.h1,
 		maxIdle:     cfg.MaxIdleConnsPerHost,
 		idleTimeout: cfg.UpstreamIdleTimeout,
+		checkAlways: true,
 	}
 	u.meshFastH1 = &h1Client{
 		dial: func(ctx context.Context, key poolKey) (net.Conn, error) {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -29,6 +30,7 @@ type config struct {
 	conns    int
 	protos   string
 	profile  string
+	paths    string
 }
 
 func main() {
@@ -38,6 +40,7 @@ func main() {
 	flag.IntVar(&c.rate, "rate", 1000, "requests per second of the fixed-rate phase")
 	flag.IntVar(&c.conns, "conns", 16, "concurrent requests of the maximum-rate phase")
 	flag.StringVar(&c.protos, "protos", "http1,h2c", "protocols to run")
+	flag.StringVar(&c.paths, "paths", "direct,1proxy,mesh", "paths to run (direct is always run: the others are compared with it)")
 	flag.StringVar(&c.profile, "profile", "", "folder for CPU profiles of the proxies taken during each maximum-rate phase (the proxies then run with --admin-pprof)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -50,6 +53,7 @@ func main() {
 
 // target is one way to reach the application.
 type target struct {
+	key     string // as in -paths
 	name    string
 	url     string
 	proxies []dev.ProxyStatus // on the path
@@ -124,9 +128,9 @@ func run(ctx context.Context, c config) error {
 		}
 	}
 	targets := []target{
-		{"direct", "http://" + app + "/", nil},
-		{"1 proxy", "http://" + side.Inbound + "/", []dev.ProxyStatus{side}},
-		{"mesh (2 proxies, mTLS)", "http://" + listen + "/", []dev.ProxyStatus{up, side}},
+		{"direct", "direct", "http://" + app + "/", nil},
+		{"1proxy", "1 proxy", "http://" + side.Inbound + "/", []dev.ProxyStatus{side}},
+		{"mesh", "mesh (2 proxies, mTLS)", "http://" + listen + "/", []dev.ProxyStatus{up, side}},
 	}
 	idle := map[int]int64{}
 	for _, pid := range []int{up.PID, side.PID} {
@@ -137,6 +141,9 @@ func run(ctx context.Context, c config) error {
 	var rows []row
 	for _, proto := range strings.Split(c.protos, ",") {
 		for _, t := range targets {
+			if t.key != "direct" && !slices.Contains(strings.Split(c.paths, ","), t.key) {
+				continue
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 )
@@ -29,7 +28,7 @@ func profile(ctx context.Context, c config, proto string, t target) <-chan error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			name := fmt.Sprintf("%s-%s-%s.pprof", proto, strings.Fields(t.name)[0], p.Kind)
+			name := fmt.Sprintf("%s-%s-%s.pprof", proto, t.key, p.Kind)
 			errs[i] = fetchProfile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.Admin, secs),
 				filepath.Join(c.profile, name))
 		}()
