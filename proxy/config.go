@@ -39,6 +39,12 @@ type Config struct {
 	InboundAddr string
 	// AdminAddr serves /metrics, /ready and /live. Default 0.0.0.0:4191.
 	AdminAddr string
+	// IPv6 also listens on the IPv6 counterparts of the outbound and
+	// inbound addresses ([::1] for 127.0.0.1, [::] for 0.0.0.0, same
+	// port), so that the IPv6 connections ip6tables redirects in a
+	// dual-stack pod are served. Skipped, with a log line, when the host
+	// has no IPv6. Default true.
+	IPv6 bool
 
 	// InboundTarget, when set, is the host:port every inbound connection
 	// is forwarded to (meshctl dev, where nothing is redirected). Default
@@ -137,6 +143,7 @@ func DefaultConfig() Config {
 		OutboundAddr:      "127.0.0.1:4140",
 		InboundAddr:       "0.0.0.0:4143",
 		AdminAddr:         "0.0.0.0:4191",
+		IPv6:              true,
 		OpaquePorts:       ports,
 		DetectTimeout:     time.Second,
 		ConnectTimeout:    time.Second,

@@ -23,6 +23,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.OutboundAddr, "outbound-addr", c.OutboundAddr, "listener for the application's outbound connections")
 	fs.StringVar(&c.InboundAddr, "inbound-addr", c.InboundAddr, "listener for inbound connections to the application")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "listener for /metrics, /ready and /live")
+	fs.BoolVar(&c.IPv6, "ipv6", c.IPv6, "also listen on [::1] / [::] at the outbound and inbound ports (skipped when the host has no IPv6)")
 	fs.StringVar(&c.InboundTarget, "inbound-target", c.InboundTarget, "host:port all inbound traffic goes to (default 127.0.0.1:<original port>)")
 	fs.StringVar(&c.OutboundFallback, "outbound-fallback", c.OutboundFallback, "authority for outbound opaque connections that were not redirected (default: refuse them)")
 	fs.BoolVar(&c.InboundStrict, "inbound-strict", c.InboundStrict, "accept only mTLS from mesh peers on the inbound listener")

@@ -39,6 +39,9 @@ func startProxy(t testing.TB, mutate func(*Config)) *running {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.OutboundAddr, cfg.InboundAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	// Port 0 picks an IPv4 port; the same port on [::1] may belong to
+	// another test. TestIPv6Listeners turns it on.
+	cfg.IPv6 = false
 	cfg.OpaquePorts = nil
 	cfg.ConnectTimeout = 5 * time.Second
 	cfg.ShutdownGrace = 5 * time.Second

@@ -30,7 +30,7 @@ func (p *Proxy) inbound(c *net.TCPConn) {
 		return
 	}
 	target := p.cfg.inboundTarget(dst)
-	if target == p.inAddr.String() || target == p.outAddr.String() {
+	if p.ownAddr(target) {
 		c.Close()
 		p.warnRefused(Inbound, reasonLoop, "refusing to forward an inbound connection to the proxy's own listener", "target", target)
 		return

@@ -22,7 +22,7 @@ func (p *Proxy) outbound(c *net.TCPConn) {
 	defer active.Dec()
 
 	dst, redirected := p.origDst(c)
-	if redirected && dst == p.outAddr {
+	if redirected && (dst == p.outAddr || dst == p.outAddr6) {
 		c.Close()
 		p.warnRefused(Outbound, reasonLoop, "refusing a connection to the outbound listener itself", "dst", dst.String())
 		return
@@ -106,7 +106,7 @@ func (p *Proxy) outboundTCP(client *detect.Conn, dst netip.AddrPort, redirected 
 		if ep != nil {
 			addr, labels, identity = ep.Addr.String(), ep.Labels, ep.Identity
 		}
-		if addr == p.outAddr.String() || addr == p.inAddr.String() {
+		if p.ownAddr(addr) {
 			client.Close()
 			p.warnRefused(Outbound, reasonLoop, "refusing to forward a connection to the proxy's own listener", "addr", addr)
 			return

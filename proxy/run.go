@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,7 +50,10 @@ type Proxy struct {
 	dialer    net.Dialer
 
 	outLn, inLn, adminLn *net.TCPListener
-	outAddr, inAddr      netip.AddrPort // bound addresses, for loop checks
+	outLn6, inLn6        *net.TCPListener // IPv6 counterparts; nil when not listening
+	outAddr, inAddr      netip.AddrPort   // bound addresses, for loop checks
+	outAddr6             netip.AddrPort   // the IPv6 outbound listener's, if any
+	own                  []string         // every bound outbound and inbound address, as ip:port
 
 	tracker drain.Tracker
 	// drainCtx ends when shutdown starts: HTTP connections finish their
@@ -158,7 +163,72 @@ func (p *Proxy) listen() error {
 	}
 	p.outAddr = unmapped(p.outLn.Addr().(*net.TCPAddr).AddrPort())
 	p.inAddr = unmapped(p.inLn.Addr().(*net.TCPAddr).AddrPort())
+	p.own = []string{p.outAddr.String(), p.inAddr.String()}
+	if p.cfg.IPv6 {
+		if err := p.listen6(); err != nil {
+			for _, o := range lns {
+				o.Close()
+			}
+			return err
+		}
+	}
 	return nil
+}
+
+// listen6 binds the IPv6 counterparts of the outbound and inbound
+// listeners. A host without IPv6 is not an error: only IPv4 is served, and
+// ip6tables capture (which needs the same kernel support) is skipped too.
+func (p *Proxy) listen6() error {
+	for _, l := range []struct {
+		name string
+		v4   netip.AddrPort
+		ln   **net.TCPListener
+	}{{"outbound", p.outAddr, &p.outLn6}, {"inbound", p.inAddr, &p.inLn6}} {
+		var addr netip.Addr
+		switch l.v4.Addr() {
+		case netip.AddrFrom4([4]byte{127, 0, 0, 1}):
+			addr = netip.IPv6Loopback()
+		case netip.IPv4Unspecified():
+			addr = netip.IPv6Unspecified()
+		default:
+			continue // an explicit address: no counterpart
+		}
+		a := netip.AddrPortFrom(addr, l.v4.Port())
+		ln, err := net.ListenTCP("tcp6", net.TCPAddrFromAddrPort(a))
+		if err != nil {
+			if ipv6Unavailable(err) {
+				p.log.Info("IPv6 unavailable: only IPv4 connections are served", "listener", l.name, "addr", a.String(), "err", err)
+				continue
+			}
+			if p.outLn6 != nil {
+				p.outLn6.Close()
+			}
+			return fmt.Errorf("proxy: %s IPv6 listener (--ipv6=false to skip it): %w", l.name, err)
+		}
+		*l.ln = ln
+		p.own = append(p.own, a.String())
+		if l.name == "outbound" {
+			p.outAddr6 = a
+		}
+	}
+	return nil
+}
+
+func ipv6Unavailable(err error) bool {
+	return errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EPROTONOSUPPORT)
+}
+
+// ownAddr reports whether addr (ip:port) is one of the proxy's outbound or
+// inbound listeners: a connection there would loop.
+func (p *Proxy) ownAddr(addr string) bool { return slices.Contains(p.own, addr) }
+
+// closeListeners stops the outbound and inbound listeners.
+func (p *Proxy) closeListeners() {
+	for _, ln := range []*net.TCPListener{p.outLn, p.inLn, p.outLn6, p.inLn6} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
 }
 
 func unmapped(a netip.AddrPort) netip.AddrPort {
@@ -203,6 +273,16 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	}()
 	go func() { defer loops.Done(); p.accept(p.outLn, Outbound, p.outbound) }()
 	go func() { defer loops.Done(); p.accept(p.inLn, Inbound, p.inbound) }()
+	for _, l := range []struct {
+		ln *net.TCPListener
+		d  Direction
+		h  func(*net.TCPConn)
+	}{{p.outLn6, Outbound, p.outbound}, {p.inLn6, Inbound, p.inbound}} {
+		if l.ln != nil {
+			loops.Add(1)
+			go func() { defer loops.Done(); p.accept(l.ln, l.d, l.h) }()
+		}
+	}
 	p.serving.Store(true)
 	p.log.Info("meshlet-proxy started", "version", version.Version,
 		"outbound", p.outAddr.String(), "inbound", p.inAddr.String(), "admin", p.AdminAddr().String(),
@@ -212,8 +292,7 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	<-ctx.Done()
 	p.draining.Store(true)
 	p.log.Info("shutting down: draining connections", "grace", p.cfg.ShutdownGrace, "open", p.tracker.Active())
-	p.outLn.Close()
-	p.inLn.Close()
+	p.closeListeners()
 	p.tracker.Close()
 	p.drainCancel()
 

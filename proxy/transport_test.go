@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,34 @@ func TestInboundTarget(t *testing.T) {
 		if n := metric(p.m.detect.WithLabelValues("inbound", proto)); n != 1 {
 			t.Errorf("detect %s = %v, want 1", proto, n)
 		}
+	}
+}
+
+// With IPv6 on, the outbound and inbound listeners on 127.0.0.1 have
+// counterparts on [::1] at the same ports, served the same way; with it
+// off, nothing listens there.
+func TestIPv6Listeners(t *testing.T) {
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	} else {
+		ln.Close()
+	}
+	echo := echoServer(t)
+	p := startProxy(t, func(c *Config) { c.InboundTarget = echo; c.IPv6 = true })
+	in6 := net.JoinHostPort("::1", strconv.Itoa(int(p.InboundAddr().Port())))
+	for _, msg := range []string{"\x00over six", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"} {
+		got, err := roundTrip(t, in6, msg)
+		if err != nil || got != msg {
+			t.Fatalf("inbound echo over %s of %q: %q, %v", in6, msg, got, err)
+		}
+	}
+	if !p.ownAddr(net.JoinHostPort("::1", strconv.Itoa(int(p.OutboundAddr().Port())))) {
+		t.Error("the IPv6 outbound listener is not among the addresses checked for loops")
+	}
+	off := startProxy(t, func(c *Config) { c.InboundTarget = echo; c.IPv6 = false })
+	if c, err := net.Dial("tcp6", net.JoinHostPort("::1", strconv.Itoa(int(off.InboundAddr().Port())))); err == nil {
+		c.Close()
+		t.Error("with IPv6 off, something listens on [::1] at the inbound port")
 	}
 }
 

@@ -99,6 +99,7 @@ func (m *mesh) specs(p *plan) map[string]namedSpec {
 func (m *mesh) proxyEnv(trustDomain, name, id, admin string) []string {
 	token, _ := m.st.tokenFile(name, id) // an error shows when the proxy reads the file
 	return []string{
+		"MESHLET_PROXY_IPV6=false", // nothing is redirected here: the loopback listeners are all there is
 		"MESHLET_PROXY_ADMIN_ADDR=" + admin,
 		"MESHLET_PROXY_IDENTITY=" + id,
 		"MESHLET_PROXY_IDENTITY_ADDR=" + m.cp.identity,
