@@ -80,7 +80,7 @@ func (s *h1Server) closeBody(b *h1ReqBody) {
 	if !b.mu.TryLock() {
 		s.c.SetReadDeadline(aLongTimeAgo)
 		b.mu.Lock()
-		s.c.SetReadDeadline(time.Time{})
+		s.setDeadline(time.Time{})
 		if b.err != nil && isTimeout(b.err) {
 			b.err = errBodyClosed // the read we interrupted; the rest of the body is not read
 		}
@@ -142,7 +142,7 @@ func (s *h1Server) stopWatch() (gone bool) {
 		} else {
 			s.c.SetReadDeadline(aLongTimeAgo) // interrupt the watch's read
 			s.watchWG.Wait()                  // a watch that re-armed itself first sees the stop when it fires again
-			s.c.SetReadDeadline(time.Time{})
+			s.setDeadline(time.Time{})
 		}
 	}
 	return s.ctx.Err() != nil

@@ -55,12 +55,14 @@ type h1Server struct {
 	draining atomic.Bool // the server drains: responses say Connection: close, no new request is read
 	served   int         // requests served so far
 
-	remote  string
-	linger  bool // close gently: the client's bytes are not all read
-	head    reqHead
-	w       h1Writer // reused by each request, as are:
-	header  http.Header
-	pending [pendingMax]byte
+	remote       string
+	linger       bool      // close gently: the client's bytes are not all read
+	deadline     time.Time // the read deadline set on c
+	idleDeadline bool      // deadline is the idle wait's
+	head         reqHead
+	w            h1Writer // reused by each request, as are:
+	header       http.Header
+	pending      [pendingMax]byte
 
 	watchTimer *time.Timer
 	watchArmed bool
@@ -116,6 +118,7 @@ func (p *Proxy) serveHTTP1(ctx context.Context, c net.Conn, cn *conn) {
 	handover := s.serve()
 	stopKill()
 	if handover {
+		c.SetReadDeadline(time.Time{}) // net/http sets its own
 		close(finished)
 		stopDrain()
 		s.cancel()
@@ -166,12 +169,16 @@ func (s *h1Server) readHead() ([]byte, error) {
 	if s.br.Buffered() == 0 {
 		s.idle = true
 		// A new connection gets the header timeout for its first request,
-		// as from net/http; a kept-alive one the idle timeout.
-		wait := s.p.cfg.IdleTimeout
+		// as from net/http; a kept-alive one the idle timeout. A deadline
+		// set for the idle wait less than a second ago is kept: moving it
+		// costs more than the request itself on a busy connection.
+		now := time.Now()
 		if s.served == 0 {
-			wait = s.p.cfg.HeaderReadTimeout
+			s.setDeadline(now.Add(s.p.cfg.HeaderReadTimeout))
+		} else if want := now.Add(s.p.cfg.IdleTimeout); !s.idleDeadline || s.deadline.Before(want.Add(-time.Second)) {
+			s.setDeadline(want)
+			s.idleDeadline = true
 		}
-		s.c.SetReadDeadline(time.Now().Add(wait))
 	}
 	s.mu.Unlock()
 	_, err := s.br.Peek(1)
@@ -184,11 +191,18 @@ func (s *h1Server) readHead() ([]byte, error) {
 	// Most heads arrive whole in one read; a slow one gets the header
 	// timeout.
 	if buf, _ := s.br.Peek(s.br.Buffered()); !bytes.Contains(buf, crlfcrlf) {
-		s.c.SetReadDeadline(time.Now().Add(s.p.cfg.HeaderReadTimeout))
+		s.setDeadline(time.Now().Add(s.p.cfg.HeaderReadTimeout))
 	}
-	head, err := peekHead(s.br)
-	s.c.SetReadDeadline(time.Time{})
-	return head, err // on error, the client left or the header timeout expired: the connection ends
+	return peekHead(s.br) // on error, the client left or the header timeout expired: the connection ends
+}
+
+// setDeadline sets the connection's read deadline. The deadline of the
+// idle wait stays while a request without a body is served (only the client
+// watch reads then, and a timeout merely ends the watch); a request body,
+// the watch's end and a handover clear it.
+func (s *h1Server) setDeadline(t time.Time) {
+	s.c.SetReadDeadline(t)
+	s.deadline, s.idleDeadline = t, false
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
@@ -220,6 +234,7 @@ func (s *h1Server) serveOne() (keep bool) {
 	r.ContentLength, r.Close = h.contentLength, h.close
 	var body *h1ReqBody
 	if h.contentLength > 0 {
+		s.setDeadline(time.Time{}) // a body may take as long as it takes
 		body = &h1ReqBody{br: s.br}
 		body.remain.Store(h.contentLength)
 		r.Body = body
