@@ -248,14 +248,21 @@ func (s *h1Server) serveOne() (keep bool) {
 
 	s.startWatch(body)
 	aborted := s.run(w, r)
-	gone := s.stopWatch()
 	if body != nil {
 		s.closeBody(body)
 	}
-	if aborted || gone {
+	if aborted {
+		s.stopWatch()
 		return false
 	}
-	if err := w.finish(); err != nil || w.closeAfter || h.close {
+	// The response goes out before the watch is stopped: stopping a watch
+	// that started waits for its goroutine, which a slow request should
+	// not add to its latency.
+	err := w.finish()
+	if gone := s.stopWatch(); gone {
+		return false
+	}
+	if err != nil || w.closeAfter || h.close {
 		if err == nil && body != nil && body.remain.Load() > 0 {
 			s.linger = true // the client may still be sending: a close now could reset the response
 		}
