@@ -130,35 +130,44 @@ func TestFastPathMalformedAfterGood(t *testing.T) {
 	c.expect("GET", 400, "")
 }
 
-// closingUpstream answers each request on a connection, then closes it
-// without saying so (no Connection: close): what a server does when its
-// keep-alive timeout expires just after a response.
-func closingUpstream(t *testing.T) (addr string, conns *atomic.Int64) {
+// rawUpstream serves each connection accepted on a loopback listener with
+// handle, in a goroutine of its own, and closes it after.
+func rawUpstream(t *testing.T, handle func(c net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	conns = new(atomic.Int64)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			conns.Add(1)
 			go func() {
 				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				handle(c)
 			}()
 		}
 	}()
-	return ln.Addr().String(), conns
+	return ln.Addr().String()
+}
+
+// closingUpstream answers each request on a connection, then closes it
+// without saying so (no Connection: close): what a server does when its
+// keep-alive timeout expires just after a response.
+func closingUpstream(t *testing.T) (addr string, conns *atomic.Int64) {
+	conns = new(atomic.Int64)
+	addr = rawUpstream(t, func(c net.Conn) {
+		conns.Add(1)
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	return addr, conns
 }
 
 // A pooled connection the server closed while idle is not used: requests,
@@ -210,33 +219,18 @@ func TestValidRequestRefusesSplitting(t *testing.T) {
 // where i counts the requests the upstream has seen, and keeps the
 // connection open.
 func scriptedUpstream(t *testing.T, reply func(i int, c net.Conn)) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var n atomic.Int64
-	go func() {
+	return rawUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					reply(int(n.Add(1)-1), c)
-				}
-			}()
+			io.Copy(io.Discard, req.Body)
+			reply(int(n.Add(1)-1), c)
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // An upstream that sends more than its Content-Length (in the same write,
@@ -284,28 +278,14 @@ func TestFastClientInterimBound(t *testing.T) {
 // body for the transport (which net/http's own runs in a goroutine of its
 // own) before anything else reads the connection. Run with -race.
 func TestFastPathEarlyAnswerToLargeUpload(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
-				time.Sleep(200 * time.Millisecond)
-			}()
+	addr := rawUpstream(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
 		}
-	}()
-	e := newEnv(t, topologies[0], envOpts{target: ln.Addr().String()})
+		io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+		time.Sleep(200 * time.Millisecond)
+	})
+	e := newEnv(t, topologies[0], envOpts{target: addr})
 	c := dialRaw(t, e.outAddrs[HTTP1])
 	const size = 4 << 20
 	c.send(fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", webHost, size))

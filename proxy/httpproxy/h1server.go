@@ -106,13 +106,7 @@ func (p *Proxy) serveHTTP1(ctx context.Context, c net.Conn, cn *conn) {
 			c.SetReadDeadline(aLongTimeAgo) // wake the wait for a next request
 		}
 		s.mu.Unlock()
-		dctx, cancel := p.drainContext()
-		defer cancel()
-		select {
-		case <-finished:
-		case <-dctx.Done():
-			cn.killCancel()
-		}
+		p.drainClock(finished, cn)
 	})
 	stopKill := context.AfterFunc(cn.kill, func() { c.Close() })
 	handover := s.serve()

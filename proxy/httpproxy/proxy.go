@@ -181,6 +181,19 @@ func (p *Proxy) ServeConn(ctx context.Context, c net.Conn, info ConnInfo) {
 	}
 }
 
+// drainClock runs a connection's drain, which started now: it returns when
+// finished is closed, or cuts what is left of cn (its kill context) once
+// Config.DrainTimeout passed or the Proxy is closed.
+func (p *Proxy) drainClock(finished <-chan struct{}, cn *conn) {
+	dctx, cancel := p.drainContext()
+	defer cancel()
+	select {
+	case <-finished:
+	case <-dctx.Done():
+		cn.killCancel()
+	}
+}
+
 // drainContext returns the context of a drain starting now: it ends after
 // Config.DrainTimeout (if set) or when the Proxy is closed.
 func (p *Proxy) drainContext() (context.Context, context.CancelFunc) {

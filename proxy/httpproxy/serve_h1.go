@@ -36,15 +36,7 @@ func (p *Proxy) serveHTTP1Std(ctx context.Context, c net.Conn, cn *conn) {
 	// left (a slow request, a WebSocket tunnel) is cut. Proxy.Close cuts
 	// at once.
 	finished := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		dctx, cancel := p.drainContext()
-		defer cancel()
-		select {
-		case <-finished:
-		case <-dctx.Done():
-			cn.killCancel()
-		}
-	})
+	stop := context.AfterFunc(ctx, func() { p.drainClock(finished, cn) })
 	stopKill := context.AfterFunc(cn.kill, func() { srv.Close() })
 	hc := &h1Conn{Conn: c, cn: cn}
 	hc.fr.limit = p.cfg.MaxHeaderBytes + 4096 + 1024 // net/http's own slack, and then some

@@ -41,13 +41,7 @@ func (p *Proxy) serveHTTP2(ctx context.Context, c net.Conn, cn *conn) {
 	served := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		_ = hs.Shutdown(context.Background()) // sends GOAWAY, returns at once
-		dctx, cancel := p.drainContext()
-		defer cancel()
-		select {
-		case <-served:
-		case <-dctx.Done():
-			cn.killCancel()
-		}
+		p.drainClock(served, cn)
 	})
 	stopKill := context.AfterFunc(cn.kill, func() { c.Close() }) // drain expired, or Proxy.Close
 	h2s.ServeConn(c, &http2.ServeConnOpts{Context: context.Background(), BaseConfig: hs, Handler: cn})
