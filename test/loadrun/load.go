@@ -29,14 +29,23 @@ func client(proto string, conns int) *http.Client {
 type result struct {
 	sent, failed int64
 	elapsed      time.Duration
-	lat          []time.Duration // sorted
+	p50, p99     time.Duration
+}
+
+// setLatencies fills the percentiles from every request's latency.
+func (r *result) setLatencies(lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	r.p50, r.p99 = lat[int(0.5*float64(len(lat)-1))], lat[int(0.99*float64(len(lat)-1))]
 }
 
 func (r *result) quantile(q float64) time.Duration {
-	if len(r.lat) == 0 {
-		return 0
+	if q >= 0.99 {
+		return r.p99
 	}
-	return r.lat[int(q*float64(len(r.lat)-1))]
+	return r.p50
 }
 
 func (r *result) rps() float64 { return float64(r.sent) / r.elapsed.Seconds() }
@@ -56,6 +65,7 @@ func fixedRate(ctx context.Context, c *http.Client, url string, rate int, d time
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var mu sync.Mutex
+	var lat []time.Duration
 	res := &result{}
 	var sent, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -92,14 +102,14 @@ func fixedRate(ctx context.Context, c *http.Client, url string, rate int, d time
 				due = due.Add(interval)
 			}
 			mu.Lock()
-			res.lat = append(res.lat, local...)
+			lat = append(lat, local...)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
 	res.sent, res.failed = sent.Load(), failed.Load()
-	sort.Slice(res.lat, func(i, j int) bool { return res.lat[i] < res.lat[j] })
+	res.setLatencies(lat)
 	return res
 }
 
@@ -108,6 +118,7 @@ func maxRate(ctx context.Context, c *http.Client, url string, d time.Duration, c
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var mu sync.Mutex
+	var lat []time.Duration
 	res := &result{}
 	var sent, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -126,14 +137,14 @@ func maxRate(ctx context.Context, c *http.Client, url string, d time.Duration, c
 				local = append(local, time.Since(t))
 			}
 			mu.Lock()
-			res.lat = append(res.lat, local...)
+			lat = append(lat, local...)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
 	res.sent, res.failed = sent.Load(), failed.Load()
-	sort.Slice(res.lat, func(i, j int) bool { return res.lat[i] < res.lat[j] })
+	res.setLatencies(lat)
 	return res
 }
 

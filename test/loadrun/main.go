@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,8 @@ type config struct {
 	protos   string
 	profile  string
 	paths    string
+	loader   string
+	fortio   string
 }
 
 func main() {
@@ -40,6 +43,8 @@ func main() {
 	flag.IntVar(&c.rate, "rate", 1000, "requests per second of the fixed-rate phase")
 	flag.IntVar(&c.conns, "conns", 16, "concurrent requests of the maximum-rate phase")
 	flag.StringVar(&c.protos, "protos", "http1,h2c", "protocols to run")
+	flag.StringVar(&c.loader, "loader", "builtin", "load generator: builtin (this program's Go client) or fortio")
+	flag.StringVar(&c.fortio, "fortio", "fortio", "the fortio binary, for -loader fortio")
 	flag.StringVar(&c.paths, "paths", "direct,1proxy,mesh", "paths to run (direct is always run: the others are compared with it)")
 	flag.StringVar(&c.profile, "profile", "", "folder for CPU profiles of the proxies taken during each maximum-rate phase (the proxies then run with --admin-pprof)")
 	flag.Parse()
@@ -72,9 +77,19 @@ type row struct {
 	fixed, max       *result
 	cpuPer10k        time.Duration
 	rssIdle, rssLoad int64
+	steal            float64 // % of the machine's CPU stolen by the hypervisor during the maximum-rate phase
 }
 
 func run(ctx context.Context, c config) error {
+	switch c.loader {
+	case "builtin":
+	case "fortio":
+		if _, err := exec.LookPath(c.fortio); err != nil {
+			return fmt.Errorf("-loader fortio: %w (make bench-fortio installs fortio)", err)
+		}
+	default:
+		return fmt.Errorf("-loader %q: want builtin or fortio", c.loader)
+	}
 	bin, err := filepath.Abs(c.bin)
 	if err != nil {
 		return err
@@ -136,8 +151,8 @@ func run(ctx context.Context, c config) error {
 	for _, pid := range []int{up.PID, side.PID} {
 		idle[pid], _ = rss(pid)
 	}
-	fmt.Printf("loadrun: app %s; fixed rate %d req/s and maximum with %d concurrent requests, %v each; GOMAXPROCS of proxies: default\n",
-		app, c.rate, c.conns, c.duration)
+	fmt.Printf("loadrun: app %s; loader %s; fixed rate %d req/s and maximum with %d concurrent requests, %v each; GOMAXPROCS of proxies: default\n",
+		app, c.loader, c.rate, c.conns, c.duration)
 	var rows []row
 	for _, proto := range strings.Split(c.protos, ",") {
 		for _, t := range targets {
@@ -147,14 +162,28 @@ func run(ctx context.Context, c config) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			cl := client(proto, c.conns)
-			fixedRate(ctx, cl, t.url, c.rate, time.Second, 8) // warm-up: connections, EWMA
+			var ld loader = builtin{client(proto, c.conns)}
+			if c.loader == "fortio" {
+				ld = fortio{bin: c.fortio, dir: dir, h2: proto == "h2c"}
+			}
 			r := row{proto: proto, path: t.name}
-			r.fixed = fixedRate(ctx, cl, t.url, c.rate, c.duration, 8)
+			var err error
+			if _, err = ld.fixed(ctx, t.url, c.rate, time.Second, 8); err != nil { // warm-up: connections, EWMA
+				return err
+			}
+			if r.fixed, err = ld.fixed(ctx, t.url, c.rate, c.duration, 8); err != nil {
+				return err
+			}
 			before := cpuOf(t.pids())
+			total0, steal0 := machineTicks()
 			profiled := profile(ctx, c, proto, t)
-			r.max = maxRate(ctx, cl, t.url, c.duration, c.conns)
-			if err := <-profiled; err != nil {
+			r.max, err = ld.max(ctx, t.url, c.duration, c.conns)
+			total1, steal1 := machineTicks()
+			r.steal = stealShare(total0, steal0, total1, steal1)
+			if perr := <-profiled; err == nil {
+				err = perr
+			}
+			if err != nil {
 				return err
 			}
 			if len(t.proxies) > 0 && r.max.sent > 0 {
@@ -180,7 +209,7 @@ func run(ctx context.Context, c config) error {
 func report(rows []row, rate int) {
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tPROXY CPU/10k REQ\tPROXY RSS IDLE/LOAD\tFAILED\n", rate, rate)
+	fmt.Fprintf(w, "PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tPROXY CPU/10k REQ\tPROXY RSS IDLE/LOAD\tFAILED\tSTEAL\n", rate, rate)
 	var direct row
 	for _, r := range rows {
 		if r.path == "direct" {
@@ -193,12 +222,13 @@ func report(rows []row, rate int) {
 			cpu = fmt.Sprintf("%d ms", r.cpuPer10k.Milliseconds())
 			mem = fmt.Sprintf("%.1f / %.1f MB", float64(r.rssIdle)/1e6, float64(r.rssLoad)/1e6)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%v\t%v\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%d\n", r.proto, r.path,
+		fmt.Fprintf(w, "%s\t%s\t%v\t%v\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%d\t%.0f%%\n", r.proto, r.path,
 			r.fixed.quantile(0.5).Round(time.Microsecond), r.fixed.quantile(0.99).Round(time.Microsecond),
 			float64(add50)/1e6, float64(add99)/1e6, r.max.rps(), 100*r.max.rps()/direct.max.rps(), cpu, mem,
-			r.fixed.failed+r.max.failed)
+			r.fixed.failed+r.max.failed, r.steal)
 	}
 	w.Flush()
+	fmt.Println("STEAL: CPU time the hypervisor gave other guests during the maximum-rate phase; above a few percent, the figures of that row are not comparable.")
 }
 
 func cpuOf(pids []int) time.Duration {

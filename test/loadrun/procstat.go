@@ -49,3 +49,31 @@ func rss(pid int) (int64, error) {
 	}
 	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 }
+
+// machineTicks returns the machine's CPU time so far from /proc/stat's cpu
+// line: all of it, and the part stolen by the hypervisor for other guests.
+func machineTicks() (total, steal int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	for i := 1; i < len(f) && i <= 8; i++ {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		total += n
+		if i == 8 {
+			steal = n
+		}
+	}
+	return total, steal
+}
+
+// stealShare returns the share of the machine's CPU time stolen between
+// two machineTicks readings, in percent.
+func stealShare(total0, steal0, total1, steal1 int64) float64 {
+	if total1 <= total0 {
+		return 0
+	}
+	return 100 * float64(steal1-steal0) / float64(total1-total0)
+}
