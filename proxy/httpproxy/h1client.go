@@ -46,15 +46,25 @@ type h1Client struct {
 	// responses may not end where they say; between proxies the peer is
 	// meshlet's own server, which frames every response exactly.
 	checkAlways bool
+	// maxConns bounds the connections open per key (0: no bound). A
+	// request that finds them all busy goes to overflow instead: between
+	// proxies, the endpoint's one multiplexed HTTP/2 connection, so a burst
+	// of concurrent requests does not become a burst of TLS handshakes.
+	maxConns int
+	overflow func(*http.Request) (*http.Response, error)
 
 	mu     sync.Mutex
 	idle   map[poolKey][]*h1ClientConn
+	open   map[poolKey]int // connections dialled and not yet closed
 	closed bool
 }
+
+var errPoolFull = errors.New("every connection to the endpoint is busy")
 
 // h1ClientConn is one pooled upstream connection.
 type h1ClientConn struct {
 	c         net.Conn
+	closed    bool // discard ran
 	r         readTracker
 	w         writeTracker
 	br        *bufio.Reader
@@ -128,30 +138,40 @@ func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := validRequest(req); err != nil {
 		return nil, err
 	}
+	key := poolKey{addr: req.URL.Host}
+	if c, _ := req.Context().Value(callKey{}).(*call); c != nil {
+		key.identity = c.identity
+	}
+	ctx := req.Context()
+	check := t.checkAlways || !replayable(req)
+	pc, reused, err := t.get(ctx, key, check, true)
+	if errors.Is(err, errPoolFull) {
+		return t.overflow(req)
+	}
+	if err != nil {
+		return nil, err
+	}
 	var body []byte
 	if req.Body != nil && req.ContentLength > 0 {
 		bp := bodyPool.Get().(*[maxFastBody]byte)
 		defer bodyPool.Put(bp)
 		body = bp[:req.ContentLength]
 		if _, err := io.ReadFull(req.Body, body); err != nil {
+			t.put(pc) // nothing was sent on it
 			return nil, err
 		}
 	}
-	key := poolKey{addr: req.URL.Host}
-	if c, _ := req.Context().Value(callKey{}).(*call); c != nil {
-		key.identity = c.identity
-	}
-	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := t.get(ctx, key, t.checkAlways || !replayable(req))
-		if err != nil {
-			return nil, err
+		if attempt > 0 {
+			if pc, reused, err = t.get(ctx, key, check, false); err != nil {
+				return nil, err
+			}
 		}
 		res, err := pc.roundTrip(ctx, req, body, t)
 		if err == nil {
 			return res, nil
 		}
-		pc.c.Close()
+		t.discard(pc)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -285,7 +305,7 @@ func (b *h1Body) finish(clean bool) {
 		b.t.put(b.pc)
 		return
 	}
-	b.pc.c.Close()
+	b.t.discard(b.pc)
 }
 
 // get returns an idle connection for key (reused) or dials a new one. An
@@ -293,7 +313,10 @@ func (b *h1Body) finish(clean bool) {
 // for over a second, and always for a request that must not be sent twice
 // (check): net/http's Transport learns of such closes from the read loop it
 // runs on every connection; this pool has none.
-func (t *h1Client) get(ctx context.Context, key poolKey, check bool) (*h1ClientConn, bool, error) {
+//
+// With bounded set and maxConns connections to key open and busy, it
+// returns errPoolFull instead of dialling.
+func (t *h1Client) get(ctx context.Context, key poolKey, check, bounded bool) (*h1ClientConn, bool, error) {
 	now := time.Now()
 	for {
 		t.mu.Lock()
@@ -303,6 +326,14 @@ func (t *h1Client) get(ctx context.Context, key poolKey, check bool) (*h1ClientC
 		}
 		conns := t.idle[key]
 		if len(conns) == 0 {
+			if bounded && t.maxConns > 0 && t.open[key] >= t.maxConns && t.overflow != nil {
+				t.mu.Unlock()
+				return nil, false, errPoolFull
+			}
+			if t.open == nil {
+				t.open = make(map[poolKey]int)
+			}
+			t.open[key]++ // this dial's, until discard
 			t.mu.Unlock()
 			break
 		}
@@ -312,13 +343,16 @@ func (t *h1Client) get(ctx context.Context, key poolKey, check bool) (*h1ClientC
 		t.mu.Unlock()
 		idle := now.Sub(pc.idleSince)
 		if idle > t.idleTimeout || ((check || idle > time.Second) && !connAlive(pc.c)) {
-			pc.c.Close()
+			t.discard(pc)
 			continue
 		}
 		return pc, true, nil
 	}
 	c, err := t.dial(ctx, key)
 	if err != nil {
+		t.mu.Lock()
+		t.forget(key)
+		t.mu.Unlock()
 		return nil, false, err
 	}
 	pc := &h1ClientConn{c: c, key: key}
@@ -333,7 +367,7 @@ func (t *h1Client) put(pc *h1ClientConn) {
 	t.mu.Lock()
 	if t.closed || len(t.idle[pc.key]) >= t.maxIdle {
 		t.mu.Unlock()
-		pc.c.Close()
+		t.discard(pc)
 		return
 	}
 	if t.idle == nil {
@@ -341,6 +375,25 @@ func (t *h1Client) put(pc *h1ClientConn) {
 	}
 	t.idle[pc.key] = append(t.idle[pc.key], pc)
 	t.mu.Unlock()
+}
+
+// discard closes pc for good.
+func (t *h1Client) discard(pc *h1ClientConn) {
+	if pc.closed {
+		return
+	}
+	pc.closed = true
+	pc.c.Close()
+	t.mu.Lock()
+	t.forget(pc.key)
+	t.mu.Unlock()
+}
+
+// forget counts one connection to key less; t.mu is held.
+func (t *h1Client) forget(key poolKey) {
+	if t.open[key]--; t.open[key] <= 0 {
+		delete(t.open, key)
+	}
 }
 
 // sweep closes connections idle for longer than the idle timeout.
@@ -365,7 +418,7 @@ func (t *h1Client) sweep() {
 	}
 	t.mu.Unlock()
 	for _, pc := range old {
-		pc.c.Close()
+		t.discard(pc)
 	}
 }
 
@@ -377,7 +430,7 @@ func (t *h1Client) close() {
 	t.mu.Unlock()
 	for _, conns := range idle {
 		for _, pc := range conns {
-			pc.c.Close()
+			t.discard(pc)
 		}
 	}
 }

@@ -3,9 +3,12 @@ package httpproxy
 import (
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/meshlet/meshlet/proxy/endpoint"
 )
@@ -76,5 +79,44 @@ func TestMeshIdentityChangeNotReused(t *testing.T) {
 	res, _ := get(t, e.client, e.url("/"))
 	if res.StatusCode != 502 || res.Header.Get("Meshlet-Proxy-Error") != "tls" {
 		t.Errorf("after the identity changed: %d %q, want 502 tls", res.StatusCode, res.Header.Get("Meshlet-Proxy-Error"))
+	}
+}
+
+// HTTP/1.1 connections to one meshed endpoint are bounded: a burst of more
+// concurrent requests than MeshHTTP1Conns sends the excess over the
+// endpoint's HTTP/2 connection, and every request is answered.
+func TestMeshHTTP1ConnsBound(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(w, r.Proto)
+	}))
+	t.Cleanup(slow.Close)
+	e := newEnv(t, topologies[2], envOpts{cfg: Config{MeshHTTP1Conns: 4}, target: slow.Listener.Addr().String()})
+	var wg sync.WaitGroup
+	errs := make(chan error, 24)
+	for i := 0; i < 24; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := e.client.Get(e.url("/"))
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 || string(b) != "HTTP/1.1" {
+				errs <- fmt.Errorf("%d %q", res.StatusCode, b)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// At most 4 HTTP/1.1 connections and the one HTTP/2 connection.
+	if n := e.in.accepted.Load(); n < 2 || n > 5 {
+		t.Errorf("inbound proxy accepted %d connections for 24 concurrent requests, want 2 to 5 (≤ 4 HTTP/1.1 + 1 HTTP/2)", n)
 	}
 }

@@ -61,6 +61,10 @@ type Config struct {
 	// MaxIdleConnsPerHost is the HTTP/1 keep-alive pool size per upstream
 	// address. 0: 256.
 	MaxIdleConnsPerHost int
+	// MeshHTTP1Conns bounds the HTTP/1.1 connections to one meshed
+	// endpoint (per identity); HTTP/1 requests beyond it travel on the
+	// endpoint's HTTP/2 connection. 0: 64.
+	MeshHTTP1Conns int
 
 	// Registry receives the proxy's metrics. nil: they are kept but not
 	// exported.
@@ -86,9 +90,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("httpproxy: %s %v is negative", name, d)
 		}
 	}
-	if c.MaxHeaderBytes < 0 || c.MaxIdleConnsPerHost < 0 {
-		return fmt.Errorf("httpproxy: max header bytes %d and max idle conns per host %d must not be negative",
-			c.MaxHeaderBytes, c.MaxIdleConnsPerHost)
+	if c.MaxHeaderBytes < 0 || c.MaxIdleConnsPerHost < 0 || c.MeshHTTP1Conns < 0 {
+		return fmt.Errorf("httpproxy: max header bytes %d, max idle conns per host %d and mesh HTTP/1 conns %d must not be negative",
+			c.MaxHeaderBytes, c.MaxIdleConnsPerHost, c.MeshHTTP1Conns)
 	}
 	return nil
 }
@@ -108,6 +112,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxIdleConnsPerHost == 0 {
 		c.MaxIdleConnsPerHost = 256
+	}
+	if c.MeshHTTP1Conns == 0 {
+		c.MeshHTTP1Conns = 64
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))

@@ -120,6 +120,11 @@ func newUpstreams(cfg *Config) *upstreams {
 		fallback:    u.meshH1,
 		maxIdle:     cfg.MaxIdleConnsPerHost,
 		idleTimeout: cfg.UpstreamIdleTimeout,
+		maxConns:    cfg.MeshHTTP1Conns,
+		overflow: func(req *http.Request) (*http.Response, error) {
+			req.Header[hdrOrigProto] = valOrigHTTP11 // as any HTTP/1 request sent over HTTP/2
+			return u.meshH2.RoundTrip(req)
+		},
 	}
 	u.rt = [numUpstreams]http.RoundTripper{upHTTP1: u.fastH1, upH2C: u.h2c, upMeshH2: u.meshH2, upMeshH1: u.meshFastH1}
 	return u
