@@ -44,11 +44,11 @@ func parseRequestHead(head []byte, h *reqHead) bool {
 	if !ok {
 		return false
 	}
-	sp1 := indexByte(line, ' ')
+	sp1 := strings.IndexByte(line, ' ')
 	if sp1 <= 0 {
 		return false
 	}
-	sp2 := indexByte(line[sp1+1:], ' ')
+	sp2 := strings.IndexByte(line[sp1+1:], ' ')
 	if sp2 <= 0 {
 		return false
 	}
@@ -61,11 +61,10 @@ func parseRequestHead(head []byte, h *reqHead) bool {
 	default:
 		return false
 	}
-	if !validMethod(h.method) || h.method == http.MethodConnect || h.method == "PRI" || !parseTarget(h.target, &h.url) {
+	if !isToken(h.method) || h.method == http.MethodConnect || h.method == "PRI" || !parseTarget(h.target, &h.url) {
 		return false
 	}
-	h.header = make(http.Header, strings.Count(rest, "\r\n"))
-	if !parseHeaderLines(rest, h.header) {
+	if h.header, ok = parseHeaderLines(rest); !ok {
 		return false
 	}
 	hdr := h.header
@@ -101,38 +100,35 @@ func parseRequestHead(head []byte, h *reqHead) bool {
 	return true
 }
 
-// parseHeaderLines adds the header lines of rest (ending with an empty
-// line, and nothing after it) to h. It refuses obs-folds, names that are
-// not tokens, values with control characters, and more than maxFastHeaders
+// parseHeaderLines returns the header lines of rest (ending with an empty
+// line, and nothing after it). It refuses obs-folds, names that are not
+// tokens, values with control characters, and more than maxFastHeaders
 // lines.
-func parseHeaderLines(rest string, h http.Header) bool {
+func parseHeaderLines(rest string) (http.Header, bool) {
+	lines := strings.Count(rest, "\r\n")
+	h := make(http.Header, lines)
 	// The values of all lines share one backing array: one allocation
 	// instead of one per header.
-	vals := make([]string, 0, strings.Count(rest, "\r\n"))
+	vals := make([]string, 0, lines)
 	for n := 0; ; n++ {
 		line, after, ok := cutLine(rest)
 		if !ok {
-			return false
+			return nil, false
 		}
 		rest = after
 		if line == "" {
-			return rest == ""
+			return h, rest == ""
 		}
 		if n >= maxFastHeaders || line[0] == ' ' || line[0] == '\t' { // obs-fold
-			return false
+			return nil, false
 		}
-		colon := indexByte(line, ':')
+		colon := strings.IndexByte(line, ':')
 		if colon <= 0 {
-			return false
+			return nil, false
 		}
 		name, value := line[:colon], textproto.TrimString(line[colon+1:])
-		for i := 0; i < len(name); i++ {
-			if !httpguts.IsTokenRune(rune(name[i])) {
-				return false
-			}
-		}
-		if !httpguts.ValidHeaderFieldValue(value) {
-			return false
+		if !isToken(name) || !httpguts.ValidHeaderFieldValue(value) {
+			return nil, false
 		}
 		key := canonicalKey(name)
 		if vv := h[key]; vv != nil {
@@ -160,15 +156,6 @@ func cutLine(s string) (line, rest string, ok bool) {
 	return "", "", false
 }
 
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
-}
-
 // parseTarget fills u from an origin-form request target ("/path?query").
 // Targets whose path needs decoding or re-encoding take url.ParseRequestURI,
 // as in net/http, so the path sent upstream is exactly the one received.
@@ -183,7 +170,7 @@ func parseTarget(t string, u *url.URL) bool {
 	}
 	*u = url.URL{}
 	path, query := t, ""
-	if i := indexByte(t, '?'); i >= 0 {
+	if i := strings.IndexByte(t, '?'); i >= 0 {
 		path, query = t[:i], t[i+1:]
 		u.ForceQuery = query == ""
 	}
@@ -287,8 +274,7 @@ func parseResponseHead(head []byte, req *http.Request) (*http.Response, bool) {
 		return nil, false
 	}
 	res.StatusCode, res.Status = code, line[9:]
-	res.Header = make(http.Header, strings.Count(rest, "\r\n"))
-	if !parseHeaderLines(rest, res.Header) {
+	if res.Header, ok = parseHeaderLines(rest); !ok {
 		return nil, false
 	}
 	cl := res.Header[hdrContentLength]

@@ -20,7 +20,7 @@ func validRequest(req *http.Request) error {
 	if !httpguts.ValidHostHeader(host) {
 		return errors.New("invalid Host " + strconv.Quote(host))
 	}
-	if !validMethod(req.Method) {
+	if !isToken(req.Method) {
 		return errors.New("invalid method " + strconv.Quote(req.Method))
 	}
 	for k, vv := range req.Header {
@@ -81,8 +81,8 @@ func writeRequest(bw *bufio.Writer, req *http.Request, body []byte) error {
 	return bw.Flush()
 }
 
-// validMethod reports whether m is an HTTP token.
-func validMethod(m string) bool {
+// isToken reports whether m is an HTTP token (a method, a header name).
+func isToken(m string) bool {
 	if m == "" {
 		return false
 	}
