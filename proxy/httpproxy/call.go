@@ -116,6 +116,18 @@ func (b *noCloseBody) Read(p []byte) (int, error) {
 	return b.rc.Read(p)
 }
 
+// ReadNow passes on the server's ReadNow (package h2): a request body
+// already complete leaves with the request's headers.
+func (b *noCloseBody) ReadNow(p []byte) (int, error) {
+	if b.ended.Load() {
+		return 0, errBodyAfterHandler
+	}
+	if nr, ok := b.rc.(interface{ ReadNow([]byte) (int, error) }); ok {
+		return nr.ReadNow(p)
+	}
+	return 0, nil
+}
+
 func (b *noCloseBody) Close() error { return nil }
 
 func (b *noCloseBody) end() { b.ended.Store(true) }

@@ -69,10 +69,11 @@ func (p *Proxy) forward(c *call) error {
 	c.status = res.StatusCode
 	c.w.WriteHeader(res.StatusCode)
 	c.wrote = true
-	if res.ContentLength < 0 {
+	if res.ContentLength < 0 && !bodyReady(res.Body) {
 		// A stream (gRPC, server-sent events, a long poll) may not send its
 		// first bytes for a while: its head goes out now. A body of known
-		// length follows at once, and shares the head's write.
+		// length, or one already here, follows at once and shares the
+		// head's write.
 		if fl, ok := c.w.(http.Flusher); ok {
 			fl.Flush()
 		}
@@ -131,6 +132,13 @@ func grpcStatusOf(res *http.Response) string {
 	return "unknown"
 }
 
+// bodyReady reports whether a body's next Read returns at once, for the
+// bodies that can tell (package h2's responses); others are assumed not to.
+func bodyReady(b io.Reader) bool {
+	r, ok := b.(interface{ Ready() bool })
+	return ok && r.Ready()
+}
+
 // bufSize is the copy buffer: large enough for an HTTP/2 DATA frame of the
 // default maximum size and most bodies in one read.
 const bufSize = 32 << 10
@@ -155,8 +163,8 @@ func (c *call) copyBody(res *http.Response) error {
 			if _, werr := c.w.Write(buf[:n]); werr != nil {
 				return &proxyError{reason: reasonClientGone, err: werr}
 			}
-			if fl != nil {
-				fl.Flush()
+			if fl != nil && !bodyReady(res.Body) {
+				fl.Flush() // only before a read that would wait
 			}
 		}
 		if rerr == io.EOF {

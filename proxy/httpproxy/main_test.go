@@ -44,6 +44,7 @@ func proxyGoroutines() string {
 		// Connections of the proxy's transports and servers (and of the
 		// tests' clients, which are closed at cleanup too).
 		conn := strings.Contains(g, "net/http.(*persistConn).readLoop") ||
+			strings.Contains(g, "meshlet/proxy/h2.") ||
 			strings.Contains(g, "x/net/http2.(*ClientConn).readLoop") ||
 			strings.Contains(g, "x/net/http2.(*serverConn).serve")
 		if ours || conn {

@@ -1,5 +1,3 @@
-//lint:file-ignore SA1019 x/net/http2.Transport is deprecated in favour of net/http's own HTTP/2 client, but its ConnPool hook is what lets the mesh pool key connections by peer identity while keeping the transport's retry of requests a GOAWAY refused; net/http's ClientConn has no such retry. With Go 1.27 x/net wraps net/http anyway.
-
 package httpproxy
 
 import (
@@ -10,8 +8,7 @@ import (
 	"net/http"
 	"time"
 
-	"golang.org/x/net/http2"
-
+	"github.com/meshlet/meshlet/proxy/h2"
 	"github.com/meshlet/meshlet/proxy/meshtls"
 )
 
@@ -38,8 +35,7 @@ type upstreams struct {
 	rt     [numUpstreams]http.RoundTripper
 
 	h1, meshH1  *http.Transport
-	h2c, meshH2 *http2.Transport
-	pool        *meshPool
+	h2c, meshH2 *h2Pool // HTTP/2 to h2c applications, and over mTLS to meshed proxies
 	fastH1      *h1Client // plaintext HTTP/1.1 of the common case; the rest falls back to h1
 	meshFastH1  *h1Client // HTTP/1.1 over mTLS to meshed proxies, keep-alive, pooled by identity; upgrades fall back to meshH1
 }
@@ -83,29 +79,23 @@ func newUpstreams(cfg *Config) *upstreams {
 		MaxResponseHeaderBytes: 1 << 20,
 		Protocols:              h1Only,
 	}
-	u.h2c = &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
-			return u.dialTCP(ctx, addr)
-		},
-		DisableCompression: true,
-		IdleConnTimeout:    cfg.UpstreamIdleTimeout,
-		ReadIdleTimeout:    30 * time.Second,
-		PingTimeout:        15 * time.Second,
-		MaxHeaderListSize:  1 << 20,
-		MaxReadFrameSize:   maxFrameSize,
+	h2cfg := h2.ClientConfig{
+		MaxReadFrameSize:  maxFrameSize,
+		MaxHeaderListSize: 1 << 20,
+		ReadIdleTimeout:   30 * time.Second,
+		PingTimeout:       15 * time.Second,
 	}
-	u.pool = &meshPool{u: u}
-	u.meshH2 = &http2.Transport{
-		ConnPool:           u.pool,
-		DisableCompression: true,
-		IdleConnTimeout:    cfg.UpstreamIdleTimeout,
-		ReadIdleTimeout:    30 * time.Second,
-		PingTimeout:        15 * time.Second,
-		MaxHeaderListSize:  1 << 20,
-		MaxReadFrameSize:   maxFrameSize,
+	u.h2c = &h2Pool{
+		dial:        func(ctx context.Context, key poolKey) (net.Conn, error) { return u.dialTCP(ctx, key.addr) },
+		cfg:         h2cfg,
+		idleTimeout: cfg.UpstreamIdleTimeout,
 	}
-	u.pool.t = u.meshH2
+	u.meshH2 = &h2Pool{
+		dial:        func(ctx context.Context, key poolKey) (net.Conn, error) { return u.dialMesh(ctx, key.addr, "h2") },
+		mesh:        true,
+		cfg:         h2cfg,
+		idleTimeout: cfg.UpstreamIdleTimeout,
+	}
 	u.fastH1 = &h1Client{
 		dial:        func(ctx context.Context, key poolKey) (net.Conn, error) { return u.dialTCP(ctx, key.addr) },
 		fallback:    u.h1,
@@ -180,6 +170,8 @@ func quote(s string) string { return "\"" + s + "\"" }
 func (u *upstreams) sweep() {
 	u.fastH1.sweep()
 	u.meshFastH1.sweep()
+	u.h2c.sweep()
+	u.meshH2.sweep()
 }
 
 func (u *upstreams) close() {
@@ -187,6 +179,6 @@ func (u *upstreams) close() {
 	u.fastH1.close()
 	u.meshFastH1.close()
 	u.meshH1.CloseIdleConnections()
-	u.h2c.CloseIdleConnections()
-	u.pool.close()
+	u.h2c.close()
+	u.meshH2.close()
 }

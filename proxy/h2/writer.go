@@ -1,0 +1,274 @@
+package h2
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// writer is a connection's write side. Streams write their frames with the
+// lock held and flush when they unlock, unless another writer is already
+// waiting for the lock: that one flushes instead, so frames of concurrent
+// streams leave in one syscall.
+//
+// The connection's reading goroutine never blocks on the lock. The frames it
+// owes the peer are queued in ctl and written by whoever unlocks next, or
+// by the reader itself when the lock is free (kick).
+type writer struct {
+	c       net.Conn
+	mu      sync.Mutex
+	waiting atomic.Int32 // goroutines blocked in lock
+	bw      *bufio.Writer
+	fr      *http2.Framer // its writes go to bw; the connection's reader uses its reads
+	enc     *hpack.Encoder
+	hbuf    bytes.Buffer
+	err     error         // first write error; every later write fails with it
+	maxSend atomic.Uint32 // the peer's SETTINGS_MAX_FRAME_SIZE
+
+	ctl ctlQueue
+}
+
+// maxQueuedControl bounds the frames the reader may queue while the lock is
+// held by a writer the peer does not read from; beyond it the peer is
+// flooding us and the connection ends (as x/net's maxQueuedControlFrames).
+const maxQueuedControl = 4096
+
+var errControlFlood = errors.New("h2: too many control frames queued for a peer that does not read")
+
+// ctlQueue holds the control frames the reader owes the peer.
+type ctlQueue struct {
+	mu          sync.Mutex
+	n           int // queued frames, for the bound
+	settingsAck int
+	apply       []func(w *writer) // settings of the peer, applied as they are acknowledged
+	pings       [][8]byte
+	connWindow  uint32
+	windows     []windowUpdate
+	rsts        []windowUpdate // id, code
+	goAway      *goAway
+	settings    []http2.Setting
+}
+
+type windowUpdate struct{ id, n uint32 }
+
+type goAway struct {
+	last uint32
+	code http2.ErrCode
+}
+
+func newWriter(c net.Conn, r *bufio.Reader, size int) *writer {
+	w := &writer{c: c, bw: bufio.NewWriterSize(c, size)}
+	w.maxSend.Store(16384)
+	w.fr = http2.NewFramer(w.bw, r)
+	w.enc = hpack.NewEncoder(&w.hbuf)
+	return w
+}
+
+func (w *writer) lock() {
+	w.waiting.Add(1)
+	w.mu.Lock()
+	w.waiting.Add(-1)
+}
+
+// unlock writes queued control frames, flushes unless another writer is
+// waiting, and releases the lock. It returns the connection's write error.
+func (w *writer) unlock() error {
+	w.writeControl()
+	if w.err == nil && w.waiting.Load() == 0 && w.bw.Buffered() > 0 {
+		if err := w.bw.Flush(); err != nil {
+			w.err = err
+		}
+	}
+	err := w.err
+	w.mu.Unlock()
+	if w.ctl.pending() {
+		w.kick()
+	}
+	return err
+}
+
+// kick writes queued control frames now if no writer holds the lock; one
+// that does writes them before it unlocks.
+func (w *writer) kick() {
+	for w.ctl.pending() {
+		if !w.mu.TryLock() {
+			return
+		}
+		w.writeControl()
+		if w.err == nil && w.waiting.Load() == 0 && w.bw.Buffered() > 0 {
+			if err := w.bw.Flush(); err != nil {
+				w.err = err
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// writeControl writes the queued control frames; the lock is held.
+func (w *writer) writeControl() {
+	q := &w.ctl
+	if !q.pending() {
+		return
+	}
+	q.mu.Lock()
+	settings, acks, pings, apply := q.settings, q.settingsAck, q.pings, q.apply
+	connWindow, windows, rsts, ga := q.connWindow, q.windows, q.rsts, q.goAway
+	q.settings, q.settingsAck, q.pings, q.apply = nil, 0, nil, nil
+	q.connWindow, q.windows, q.rsts, q.goAway, q.n = 0, nil, nil, nil, 0
+	q.mu.Unlock()
+	if w.err != nil {
+		return
+	}
+	if settings != nil {
+		w.setErr(w.fr.WriteSettings(settings...))
+	}
+	for _, f := range apply {
+		f(w)
+	}
+	for ; acks > 0; acks-- {
+		w.setErr(w.fr.WriteSettingsAck())
+	}
+	for _, p := range pings {
+		w.setErr(w.fr.WritePing(true, p))
+	}
+	for _, r := range rsts {
+		w.setErr(w.fr.WriteRSTStream(r.id, http2.ErrCode(r.n)))
+	}
+	if connWindow > 0 {
+		w.setErr(w.fr.WriteWindowUpdate(0, connWindow))
+	}
+	for _, u := range windows {
+		w.setErr(w.fr.WriteWindowUpdate(u.id, u.n))
+	}
+	if ga != nil {
+		w.setErr(w.fr.WriteGoAway(ga.last, ga.code, nil))
+	}
+}
+
+func (w *writer) setErr(err error) {
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+func (q *ctlQueue) pending() bool {
+	q.mu.Lock()
+	n := q.n
+	q.mu.Unlock()
+	return n > 0
+}
+
+// add runs f on the queue under its lock, counting one frame. It reports
+// false when the queue is full.
+func (q *ctlQueue) add(f func(q *ctlQueue)) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n >= maxQueuedControl {
+		return false
+	}
+	q.n++
+	f(q)
+	return true
+}
+
+// queue helpers, each followed by a kick from the caller.
+
+// queueSettingsAck acknowledges the peer's SETTINGS; apply, if not nil,
+// runs under the write lock just before the acknowledgement is written
+// (the header table size and frame size the peer asked for).
+func (w *writer) queueSettingsAck(apply func(w *writer)) bool {
+	return w.ctl.add(func(q *ctlQueue) {
+		q.settingsAck++
+		if apply != nil {
+			q.apply = append(q.apply, apply)
+		}
+	})
+}
+
+func (w *writer) queuePing(data [8]byte) bool {
+	return w.ctl.add(func(q *ctlQueue) { q.pings = append(q.pings, data) })
+}
+
+func (w *writer) queueRST(id uint32, code http2.ErrCode) bool {
+	return w.ctl.add(func(q *ctlQueue) { q.rsts = append(q.rsts, windowUpdate{id, uint32(code)}) })
+}
+
+func (w *writer) queueGoAway(last uint32, code http2.ErrCode) {
+	w.ctl.mu.Lock()
+	w.ctl.n++
+	w.ctl.goAway = &goAway{last, code}
+	w.ctl.mu.Unlock()
+}
+
+// queueWindow returns n bytes of receive window to the peer: on the
+// connection (id 0) or a stream. Updates of one stream merge.
+func (w *writer) queueWindow(id, n uint32) {
+	w.ctl.mu.Lock()
+	defer w.ctl.mu.Unlock()
+	if id == 0 {
+		if w.ctl.connWindow == 0 {
+			w.ctl.n++
+		}
+		w.ctl.connWindow += n
+		return
+	}
+	for i := range w.ctl.windows {
+		if w.ctl.windows[i].id == id {
+			w.ctl.windows[i].n += n
+			return
+		}
+	}
+	w.ctl.n++
+	w.ctl.windows = append(w.ctl.windows, windowUpdate{id, n})
+}
+
+// writeHeaders encodes fields into a HEADERS frame (and CONTINUATIONs) on
+// stream id; the lock is held. The encoder's state changes with every
+// block, so blocks must reach the wire in the order they are encoded: both
+// happen under the lock.
+func (w *writer) writeHeaders(id uint32, endStream bool, fields func(enc *hpack.Encoder)) error {
+	if w.err != nil {
+		return w.err
+	}
+	w.hbuf.Reset()
+	fields(w.enc)
+	block := w.hbuf.Bytes()
+	max := int(w.maxSend.Load())
+	first := true
+	for first || len(block) > 0 {
+		frag := block
+		if len(frag) > max {
+			frag = frag[:max]
+		}
+		block = block[len(frag):]
+		end := len(block) == 0
+		var err error
+		if first {
+			err = w.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: endStream, EndHeaders: end})
+			first = false
+		} else {
+			err = w.fr.WriteContinuation(id, end, frag)
+		}
+		if err != nil {
+			w.setErr(err)
+			return err
+		}
+	}
+	return nil
+}
+
+// writeData writes data as one DATA frame (its size already within the
+// peer's limits and windows); the lock is held.
+func (w *writer) writeData(id uint32, endStream bool, data []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	w.setErr(w.fr.WriteData(id, endStream, data))
+	return w.err
+}
