@@ -21,7 +21,10 @@ type Server struct {
 	Handler http.Handler
 	// MaxHeaderBytes bounds a request's header list (the sum of name and
 	// value lengths plus 32 per field, RFC 9113 §6.5.2), advertised as
-	// SETTINGS_MAX_HEADER_LIST_SIZE. A larger one is answered 431. 0: 64 KiB.
+	// SETTINGS_MAX_HEADER_LIST_SIZE (with 320 bytes of slack). A larger
+	// list is answered 431; a single field larger than the whole limit
+	// ends the connection (COMPRESSION_ERROR), as its decoding stops
+	// there. 0: 64 KiB.
 	MaxHeaderBytes int
 	// IdleTimeout closes a connection with no open stream for this long
 	// (GOAWAY first). 0: no limit.

@@ -236,7 +236,7 @@ func (cc *ClientConn) readLoop() {
 // goAway tells the server why the connection ends (a protocol error of its).
 func (cc *ClientConn) goAway(code http2.ErrCode) {
 	cc.w.queueGoAway(0, code)
-	cc.w.kick()
+	cc.w.kickAsync()
 }
 
 func (cc *ClientConn) process(f http2.Frame) error {
@@ -268,7 +268,7 @@ func (cc *ClientConn) process(f http2.Frame) error {
 			if !cc.w.queuePing(f.Data) {
 				return connError{http2.ErrCodeEnhanceYourCalm, "ping_flood"}
 			}
-			cc.w.kick()
+			cc.w.kickAsync()
 		}
 	case *http2.GoAwayFrame:
 		cc.processGoAway(f)
@@ -342,7 +342,7 @@ func (cc *ClientConn) processSettings(f *http2.SettingsFrame) error {
 	if !cc.w.queueSettingsAck(fn) {
 		return connError{http2.ErrCodeEnhanceYourCalm, "settings_flood"}
 	}
-	cc.w.kick()
+	cc.w.kickAsync()
 	return nil
 }
 
@@ -402,7 +402,7 @@ func (cc *ClientConn) returnConn(n int64) {
 	}
 	cc.recv.win.Add(n)
 	cc.w.queueWindow(0, uint32(n))
-	cc.w.kick()
+	cc.w.kickAsync()
 }
 
 // streamError resets stream id with code and fails its request with err.
@@ -411,5 +411,5 @@ func (cc *ClientConn) streamError(id uint32, code http2.ErrCode, err error) {
 		cs.fail(err, false)
 	}
 	cc.w.queueRST(id, code)
-	cc.w.kick()
+	cc.w.kickAsync()
 }

@@ -136,7 +136,7 @@ func (cc *ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		closeBody(req)
 		cs.fail(fmt.Errorf("h2: writing the request: %w", err), false)
-		return nil, cs.err
+		return cs.result()
 	}
 	if inline || !hasBody {
 		if bp != nil {
@@ -157,6 +157,11 @@ func (cc *ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		cs.mu.Unlock()
 	}
+	return cs.result()
+}
+
+// result waits for the response or the error that ended the stream.
+func (cs *clientStream) result() (*http.Response, error) {
 	<-cs.ready
 	if cs.err != nil {
 		return nil, cs.err

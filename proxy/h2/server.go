@@ -36,10 +36,15 @@ type serverConn struct {
 	streams  map[uint32]*serverStream
 	maxID    uint32 // highest stream ID the client opened
 	running  int    // handlers running, including those of reset streams
+	refused  int    // streams refused in a row for the limit
 	shutdown bool   // GOAWAY sent: no new streams
 	closing  bool   // the last stream ended after GOAWAY: the connection closes
 	idle     *time.Timer
 	handlers sync.WaitGroup
+
+	work        chan func()   // to an idle worker (workers.go)
+	done        chan struct{} // closed as ServeConn returns: idle workers exit
+	idleWorkers int           // under mu
 }
 
 // errors that end streams; a handler sees them from its request body.
@@ -65,6 +70,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	sc := &serverConn{
 		s: s, c: c, base: context.WithoutCancel(ctx), remote: c.RemoteAddr().String(),
 		send: newSendFlow(), streams: make(map[uint32]*serverStream),
+		work: make(chan func()), done: make(chan struct{}),
 		maxStreams: s.MaxConcurrentStreams, streamWindow: s.StreamWindow, maxHeader: s.MaxHeaderBytes,
 	}
 	if sc.maxStreams == 0 {
@@ -80,6 +86,10 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	if sc.maxHeader <= 0 {
 		sc.maxHeader = 64 << 10
 	}
+	// As net/http and x/net: the limit counts field bytes; HTTP/2 also
+	// counts 32 bytes per field, which a typical request's ten fields get
+	// as slack.
+	sc.maxHeader += 10 * 32
 	maxFrame := s.MaxReadFrameSize
 	if maxFrame == 0 {
 		maxFrame = 1 << 20
@@ -102,6 +112,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		sc.endAll(errConnClosed)
 		c.Close()
 		sc.handlers.Wait()
+		close(sc.done)
 		sc.mu.Lock()
 		if sc.idle != nil {
 			sc.idle.Stop()
@@ -214,7 +225,7 @@ func (sc *serverConn) process(f http2.Frame) error {
 			if !sc.w.queuePing(f.Data) {
 				return connError{http2.ErrCodeEnhanceYourCalm, "ping_flood"}
 			}
-			sc.w.kick()
+			sc.w.kickAsync()
 		}
 		return nil
 	case *http2.GoAwayFrame:
@@ -222,8 +233,12 @@ func (sc *serverConn) process(f http2.Frame) error {
 		return nil
 	case *http2.PushPromiseFrame:
 		return connError{http2.ErrCodeProtocol, "push_promise"}
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			sc.streamError(f.StreamID, http2.ErrCodeProtocol, "self_dependency") // RFC 9113 §5.3.1
+		}
 	}
-	return nil // PRIORITY, PRIORITY_UPDATE, unknown types
+	return nil // PRIORITY_UPDATE, unknown types
 }
 
 // stream returns the open stream id. A frame on a stream the client never
@@ -282,7 +297,7 @@ func (sc *serverConn) processSettings(f *http2.SettingsFrame) error {
 	if !sc.w.queueSettingsAck(fn) {
 		return connError{http2.ErrCodeEnhanceYourCalm, "settings_flood"}
 	}
-	sc.w.kick()
+	sc.w.kickAsync()
 	return nil
 }
 
@@ -347,7 +362,7 @@ func (sc *serverConn) returnConn(n int64) {
 	}
 	sc.recv.win.Add(n)
 	sc.w.queueWindow(0, uint32(n))
-	sc.w.kick()
+	sc.w.kickAsync()
 }
 
 // consumed is called as a handler reads n body bytes of st.
@@ -376,7 +391,7 @@ func (sc *serverConn) streamError(id uint32, code http2.ErrCode, label string) {
 		sc.closeStream(st, errStreamReset(code))
 	}
 	sc.w.queueRST(id, code)
-	sc.w.kick()
+	sc.w.kickAsync()
 }
 
 // resetByClient ends st after the client's RST_STREAM.
@@ -437,7 +452,7 @@ func (sc *serverConn) startShutdown() {
 	}
 	sc.mu.Unlock()
 	sc.w.queueGoAway(last, http2.ErrCodeNo)
-	sc.w.kick()
+	sc.w.kickAsync()
 	if closeNow {
 		sc.finishShutdown()
 	}
@@ -449,12 +464,14 @@ func (sc *serverConn) startShutdown() {
 const lingerTimeout = time.Second
 
 func (sc *serverConn) finishShutdown() {
-	sc.w.kick() // the GOAWAY, if the lock was busy when it was queued
+	sc.w.kickAsync() // the GOAWAY, if the lock was busy when it was queued
 	sc.c.SetReadDeadline(time.Now().Add(lingerTimeout))
 }
 
-// connError sends GOAWAY with e's code and ends the connection after a
-// short linger.
+// connError sends GOAWAY with e's code and ends the connection. Unless the
+// client is flooding it, the connection lingers a little (up to a second
+// and 1 MiB of input), so that closing it does not reset the GOAWAY away
+// before the client reads it.
 func (sc *serverConn) connError(e connError) {
 	sc.count(e.label)
 	sc.mu.Lock()
@@ -462,10 +479,13 @@ func (sc *serverConn) connError(e connError) {
 	sc.shutdown, sc.closing = true, true
 	sc.mu.Unlock()
 	sc.w.queueGoAway(last, e.code)
-	sc.w.kick()
+	sc.w.kickAsync()
 	sc.endAll(errConnClosed)
+	if e.code == http2.ErrCodeEnhanceYourCalm {
+		return
+	}
 	sc.c.SetReadDeadline(time.Now().Add(lingerTimeout))
-	io.Copy(io.Discard, sc.br)
+	io.CopyN(io.Discard, sc.br, 1<<20)
 }
 
 // endAll ends every stream (the connection is gone).

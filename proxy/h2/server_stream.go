@@ -48,27 +48,35 @@ func (sc *serverConn) processHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	sc.mu.Lock()
 	if id <= sc.maxID {
+		// Not a stream of ours, and not a new one (RFC 9113 §5.1.1).
 		sc.mu.Unlock()
-		return connError{http2.ErrCodeStreamClosed, "headers_on_closed_stream"}
+		return connError{http2.ErrCodeProtocol, "stream_id_not_increasing"}
 	}
 	sc.maxID = id
 	if sc.shutdown {
 		sc.mu.Unlock()
 		return nil // above the GOAWAY's last stream: ignored (RFC 9113 §6.8)
 	}
-	if sc.running >= 4*int(sc.maxStreams) {
-		// Handlers of reset streams still running: a client resetting
-		// streams as fast as it opens them (CVE-2023-44487).
+	if len(sc.streams) >= int(sc.maxStreams) || sc.running >= int(sc.maxStreams) {
+		// Over the limit; or handlers of streams the client reset are still
+		// running, and a client resetting streams as fast as it opens them
+		// (CVE-2023-44487) must not start more of them than the limit.
+		sc.refused++
+		flood := sc.refused > 4*int(sc.maxStreams)
 		sc.mu.Unlock()
-		return connError{http2.ErrCodeEnhanceYourCalm, "too_many_handlers"}
-	}
-	if len(sc.streams) >= int(sc.maxStreams) {
-		sc.mu.Unlock()
+		if flood {
+			return connError{http2.ErrCodeEnhanceYourCalm, "too_many_refused_streams"}
+		}
 		sc.streamError(id, http2.ErrCodeRefusedStream, "too_many_streams")
 		return nil
 	}
+	sc.refused = 0
 	sc.mu.Unlock()
 
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		sc.streamError(id, http2.ErrCodeProtocol, "self_dependency") // RFC 9113 §5.3.1
+		return nil
+	}
 	req, st, code, label := sc.newRequest(f)
 	if req == nil {
 		sc.streamError(id, code, label)
@@ -89,7 +97,7 @@ func (sc *serverConn) processHeaders(f *http2.MetaHeadersFrame) error {
 	sc.mu.Unlock()
 	sc.send.open(&st.send)
 	sc.handlers.Add(1)
-	go sc.runHandler(st, rw, req, handler)
+	sc.spawn(func() { sc.runHandler(st, rw, req, handler) })
 	return nil
 }
 
@@ -217,6 +225,8 @@ func (sc *serverConn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, *ser
 	}
 
 	st.ctx, st.cancel = context.WithCancelCause(sc.base)
+	// Built on the stack and copied once by WithContext (the only way to
+	// give a Request its context), which then is the one allocation.
 	req := &http.Request{
 		Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2,
 		Header: h, Host: authority, RequestURI: path, RemoteAddr: sc.remote, TLS: sc.tlsState,
@@ -334,7 +344,6 @@ func (sc *serverConn) writeContinue(st *serverStream) {
 
 // runHandler serves one request and ends its stream.
 func (sc *serverConn) runHandler(st *serverStream, rw *responseWriter, req *http.Request, handler func(http.ResponseWriter, *http.Request)) {
-	defer sc.handlers.Done()
 	defer func() {
 		if v := recover(); v != nil {
 			if v != http.ErrAbortHandler && sc.s.ErrorLog != nil {
@@ -354,6 +363,7 @@ func (sc *serverConn) runHandler(st *serverStream, rw *responseWriter, req *http
 		sc.mu.Lock()
 		sc.running--
 		sc.mu.Unlock()
+		sc.handlers.Done()
 	}()
 	handler(rw, req)
 	rw.finish()

@@ -24,6 +24,7 @@ type writer struct {
 	c       net.Conn
 	mu      sync.Mutex
 	waiting atomic.Int32 // goroutines blocked in lock
+	async   atomic.Bool  // a goroutine of kickAsync is running
 	bw      *bufio.Writer
 	fr      *http2.Framer // its writes go to bw; the connection's reader uses its reads
 	enc     *hpack.Encoder
@@ -108,6 +109,28 @@ func (w *writer) kick() {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// kickAsync is kick for the connection's reading goroutine, which must
+// never block on a peer that does not read: the frames are written by a
+// short-lived goroutine instead, started only when the lock is busy or a
+// flush is needed (acknowledgements, resets: rare on a healthy connection).
+// While that goroutine is blocked, the reader's frames pile up in the
+// bounded queue, and a peer that keeps sending ends with the queue full.
+func (w *writer) kickAsync() {
+	if !w.ctl.pending() || !w.async.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		for {
+			w.lock()
+			w.unlock()
+			w.async.Store(false)
+			if !w.ctl.pending() || !w.async.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
 }
 
 // writeControl writes the queued control frames; the lock is held.
