@@ -430,14 +430,9 @@ func (cs *clientStream) processHeaders(f *http2.MetaHeadersFrame) {
 		}
 		return // interim responses are not forwarded
 	}
-	regular := f.RegularFields()
-	h := make(http.Header, len(regular))
-	for _, hf := range regular {
-		k := http.CanonicalHeaderKey(hf.Name)
-		h[k] = append(h[k], hf.Value)
-	}
+	h := headerOf(f.RegularFields(), nil)
 	res := &http.Response{
-		Status: status + " " + http.StatusText(code), StatusCode: code,
+		Status: statusLine(code, status), StatusCode: code,
 		Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, ContentLength: -1, Request: cs.req,
 	}
 	if vv := h["Content-Length"]; len(vv) > 0 {

@@ -92,3 +92,43 @@ func declaredTrailers(vv []string, add func(k string)) {
 		}
 	}
 }
+
+// headerOf builds a Header from decoded fields. The values share one
+// backing array (as net/textproto does), so a header block costs the map
+// and one slice instead of a slice per field; a repeated name gets its
+// own, growing, slice. skip leaves a field out.
+func headerOf(fields []hpack.HeaderField, skip func(hf hpack.HeaderField) bool) http.Header {
+	h := make(http.Header, len(fields))
+	slab := make([]string, len(fields))
+	for i, hf := range fields {
+		if skip != nil && skip(hf) {
+			continue
+		}
+		k := http.CanonicalHeaderKey(hf.Name)
+		if vv, ok := h[k]; ok {
+			h[k] = append(vv[:len(vv):len(vv)], hf.Value)
+			continue
+		}
+		slab[i] = hf.Value
+		h[k] = slab[i : i+1 : i+1]
+	}
+	return h
+}
+
+// statusLine is a response's Status for code, without allocating for the
+// usual ones.
+func statusLine(code int, status string) string {
+	switch code {
+	case 200:
+		return "200 OK"
+	case 204:
+		return "204 No Content"
+	case 404:
+		return "404 Not Found"
+	case 500:
+		return "500 Internal Server Error"
+	case 503:
+		return "503 Service Unavailable"
+	}
+	return status + " " + http.StatusText(code)
+}

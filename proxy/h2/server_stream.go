@@ -163,7 +163,6 @@ func (sc *serverConn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, *ser
 	}
 
 	regular := f.RegularFields()
-	h := make(http.Header, len(regular))
 	var cookies []string
 	for _, hf := range regular {
 		if connectionSpecific(hf.Name) {
@@ -176,16 +175,13 @@ func (sc *serverConn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, *ser
 			}
 		case "cookie":
 			cookies = append(cookies, hf.Value) // joined below (RFC 9113 §8.2.3)
-			continue
 		case "host":
 			if authority == "" {
 				authority = hf.Value
 			}
-			continue
 		}
-		k := http.CanonicalHeaderKey(hf.Name)
-		h[k] = append(h[k], hf.Value)
 	}
+	h := headerOf(regular, func(hf hpack.HeaderField) bool { return hf.Name == "cookie" || hf.Name == "host" })
 	if len(cookies) == 1 {
 		h["Cookie"] = cookies
 	} else if len(cookies) > 1 {
