@@ -148,10 +148,9 @@ type pipe struct {
 	mu     sync.Mutex
 	cond   sync.Cond
 	b      []byte
-	r      int    // b[r:] is unread
-	err    error  // after the buffered bytes: io.EOF or the stream's error
-	broken error  // at once: the stream was reset, or the reader closed
-	notify func() // called (without the lock) when data arrives, if set
+	r      int   // b[r:] is unread
+	err    error // after the buffered bytes: io.EOF or the stream's error
+	broken error // at once: the stream was reset, or the reader closed
 }
 
 func newPipe() *pipe {

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 the counterparts in these tests are x/net's own HTTP/2 server and client, deprecated in favour of net/http's but still the reference implementation that ServeConn and ClientConn are checked against.
+
 package h2_test
 
 import (

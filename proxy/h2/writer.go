@@ -3,7 +3,6 @@ package h2
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -40,8 +39,6 @@ type writer struct {
 // flooding us and the connection ends (as x/net's maxQueuedControlFrames).
 const maxQueuedControl = 4096
 
-var errControlFlood = errors.New("h2: too many control frames queued for a peer that does not read")
-
 // ctlQueue holds the control frames the reader owes the peer.
 type ctlQueue struct {
 	mu          sync.Mutex
@@ -53,7 +50,6 @@ type ctlQueue struct {
 	windows     []windowUpdate
 	rsts        []windowUpdate // id, code
 	goAway      *goAway
-	settings    []http2.Setting
 }
 
 type windowUpdate struct{ id, n uint32 }
@@ -140,16 +136,13 @@ func (w *writer) writeControl() {
 		return
 	}
 	q.mu.Lock()
-	settings, acks, pings, apply := q.settings, q.settingsAck, q.pings, q.apply
+	acks, pings, apply := q.settingsAck, q.pings, q.apply
 	connWindow, windows, rsts, ga := q.connWindow, q.windows, q.rsts, q.goAway
-	q.settings, q.settingsAck, q.pings, q.apply = nil, 0, nil, nil
+	q.settingsAck, q.pings, q.apply = 0, nil, nil
 	q.connWindow, q.windows, q.rsts, q.goAway, q.n = 0, nil, nil, nil, 0
 	q.mu.Unlock()
 	if w.err != nil {
 		return
-	}
-	if settings != nil {
-		w.setErr(w.fr.WriteSettings(settings...))
 	}
 	for _, f := range apply {
 		f(w)

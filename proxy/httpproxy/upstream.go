@@ -35,7 +35,7 @@ type upstreams struct {
 	rt     [numUpstreams]http.RoundTripper
 
 	h1, meshH1  *http.Transport
-	h2c, meshH2 *h2Pool // HTTP/2 to h2c applications, and over mTLS to meshed proxies
+	h2c, meshH2 *h2Pool   // HTTP/2 to h2c applications, and over mTLS to meshed proxies
 	fastH1      *h1Client // plaintext HTTP/1.1 of the common case; the rest falls back to h1
 	meshFastH1  *h1Client // HTTP/1.1 over mTLS to meshed proxies, keep-alive, pooled by identity; upgrades fall back to meshH1
 }
