@@ -48,6 +48,7 @@ func newClientConn(c net.Conn, cfg ClientConfig) (*ClientConn, error) {
 	if cfg.ConnWindow <= 0 {
 		cfg.ConnWindow = 64 << 20
 	}
+	cfg.ConnWindow = max(cfg.ConnWindow, 65535) // SETTINGS cannot shrink the connection's window
 	if cfg.MaxReadFrameSize == 0 {
 		cfg.MaxReadFrameSize = 256 << 10
 	}
@@ -121,9 +122,6 @@ func (cc *ClientConn) checkHealth() {
 		return
 	}
 	sent := time.Now()
-	cc.w.lock()
-	cc.w.setErr(cc.fr.WritePing(false, [8]byte{'m', 'e', 's', 'h', 'l', 'e', 't'}))
-	cc.w.unlock()
 	wait := cc.cfg.PingTimeout
 	if wait <= 0 {
 		wait = 15 * time.Second
@@ -139,6 +137,11 @@ func (cc *ClientConn) checkHealth() {
 		})
 	}
 	cc.mu.Unlock()
+	// Armed first: a writer stuck on a peer that stopped reading holds the
+	// lock, and the timeout then closes the connection, which frees it.
+	cc.w.lock()
+	cc.w.setErr(cc.fr.WritePing(false, [8]byte{'m', 'e', 's', 'h', 'l', 'e', 't'}))
+	cc.w.unlock()
 }
 
 func (cc *ClientConn) rearm(d time.Duration) {

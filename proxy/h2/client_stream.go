@@ -82,24 +82,9 @@ func (cc *ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		trailers = nil
 	}
 
-	w := cc.w
-	w.lock()
-	cc.mu.Lock()
-	if cc.gone != nil || cc.nextID >= maxStreamID {
-		err := cc.gone
-		cc.mu.Unlock()
-		w.unlock()
-		cs.finishSlot()
-		closeBody(req)
-		return nil, fmt.Errorf("%w (%v)", ErrNotSent, err)
-	}
-	cs.id = cc.nextID
-	cc.nextID += 2
-	cc.streams[cs.id] = cs
-	cc.mu.Unlock()
-	cc.send.open(&cs.send)
-
-	// A body that is already complete goes with the headers.
+	// A body that is already complete goes with the headers. It is read
+	// before taking this connection's lock: reading returns flow-control
+	// credit on the downstream connection, which may have to wait for it.
 	var first []byte
 	var bp *[]byte
 	var rerr error
@@ -115,6 +100,29 @@ func (cc *ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
 			rerr = nil
 		}
 	}
+
+	w := cc.w
+	w.lock()
+	cc.mu.Lock()
+	if cc.gone != nil || cc.nextID >= maxStreamID {
+		err := cc.gone
+		cc.mu.Unlock()
+		w.unlock()
+		cs.finishSlot()
+		closeBody(req)
+		if bp != nil {
+			writeBufPool.Put(bp)
+		}
+		if len(first) > 0 || eof && hasBody {
+			return nil, fmt.Errorf("h2: %w (%v)", ErrRefused, err) // the body was read: not as is
+		}
+		return nil, fmt.Errorf("%w (%v)", ErrNotSent, err)
+	}
+	cs.id = cc.nextID
+	cc.nextID += 2
+	cc.streams[cs.id] = cs
+	cc.mu.Unlock()
+	cc.send.open(&cs.send)
 	inline := rerr == nil && eof && len(first) <= int(w.maxSend.Load()) && cc.send.tryTake(&cs.send, len(first))
 	endOnHeaders := !hasBody || inline && len(first) == 0 && trailers == nil
 	if rerr == nil {
@@ -136,6 +144,9 @@ func (cc *ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		closeBody(req)
 		cs.fail(fmt.Errorf("h2: writing the request: %w", err), false)
+		if rerr == nil {
+			cc.close(err) // a connection that cannot be written to takes no more requests
+		}
 		return cs.result()
 	}
 	if inline || !hasBody {
@@ -256,6 +267,7 @@ func (cs *clientStream) writeBody(first []byte, bp *[]byte, trailers http.Header
 			w.lock()
 			if cs.localDone.Load() {
 				w.unlock()
+				cc.send.add(nil, uint32(len(part))) // never sent: the window is still ours
 				return
 			}
 			if len(part) > 0 || end && trailers == nil {
@@ -267,6 +279,7 @@ func (cs *clientStream) writeBody(first []byte, bp *[]byte, trailers http.Header
 			err := w.unlock()
 			if err != nil {
 				cs.fail(fmt.Errorf("%w: %v", errRequestBodyWrite, err), false)
+				cc.close(err) // a connection that cannot be written to takes no more requests
 				return
 			}
 			if end {
@@ -496,6 +509,7 @@ func (cs *clientStream) processData(f *http2.DataFrame, n int64) error {
 		cc.returnConn(pad)
 		cs.recv.win.Add(pad)
 		cc.w.queueWindow(cs.id, uint32(pad))
+		cc.w.kickAsync()
 	}
 	cs.got += int64(len(data))
 	if cs.declLen >= 0 && (cs.got > cs.declLen || f.StreamEnded() && cs.got != cs.declLen) {
@@ -503,7 +517,8 @@ func (cs *clientStream) processData(f *http2.DataFrame, n int64) error {
 		cc.streamError(cs.id, http2.ErrCodeProtocol, errors.New("h2: response body does not match its content-length"))
 		return nil
 	}
-	if len(data) > 0 && !cs.pipe().write(data) {
+	if p := cs.pipe(); len(data) > 0 && (p == nil || !p.write(data)) {
+		// No body: the request failed as its response arrived.
 		cc.returnConn(int64(len(data)))
 	}
 	if f.StreamEnded() {

@@ -83,6 +83,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	if connWindow <= 0 {
 		connWindow = 4 << 20
 	}
+	connWindow = max(connWindow, 65535) // SETTINGS cannot shrink the connection's window
 	if sc.maxHeader <= 0 {
 		sc.maxHeader = 64 << 10
 	}
@@ -337,6 +338,7 @@ func (sc *serverConn) processData(f *http2.DataFrame) error {
 		sc.returnConn(pad)
 		st.recv.win.Add(pad)
 		sc.w.queueWindow(st.id, uint32(pad))
+		sc.w.kickAsync()
 	}
 	st.got += int64(len(data))
 	if st.declLen >= 0 && (st.got > st.declLen || f.StreamEnded() && st.got != st.declLen) {
@@ -465,7 +467,11 @@ const lingerTimeout = time.Second
 
 func (sc *serverConn) finishShutdown() {
 	sc.w.kickAsync() // the GOAWAY, if the lock was busy when it was queued
-	sc.c.SetReadDeadline(time.Now().Add(lingerTimeout))
+	sc.mu.Lock()
+	if sc.closing { // not if a stream the GOAWAY promised has started since
+		sc.c.SetReadDeadline(time.Now().Add(lingerTimeout))
+	}
+	sc.mu.Unlock()
 }
 
 // connError sends GOAWAY with e's code and ends the connection. Unless the

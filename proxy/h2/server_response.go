@@ -185,10 +185,14 @@ func (rw *responseWriter) send(data []byte, end bool) error {
 		w.lock()
 		if st.reset.Load() {
 			w.unlock()
+			// The peer never sees these bytes: the connection's window
+			// they were taken from is still the peer's to count.
+			sc.send.add(nil, uint32(len(chunk)))
 			return errStreamEnded
 		}
 		if !rw.sentHeader {
 			rw.sentHeader = true
+			st.responded.Store(true)
 			headersEnd := end && last && len(chunk) == 0 && trailers == nil
 			w.writeHeaders(st.id, headersEnd, rw.encodeHeaders)
 			if headersEnd {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -30,6 +31,7 @@ type serverStream struct {
 	remoteDone  bool        // END_STREAM received (reader goroutine)
 	remoteEnded atomic.Bool // the same, for handlers
 	reset       atomic.Bool // reset by either side: no more frames are sent
+	responded   atomic.Bool // the response's HEADERS were sent
 	expect      bool        // Expect: 100-continue, not yet answered
 }
 
@@ -89,6 +91,12 @@ func (sc *serverConn) processHeaders(f *http2.MetaHeadersFrame) error {
 		handler = headerTooLarge
 	}
 	sc.mu.Lock()
+	if sc.closing {
+		// A shutdown found no stream while this one was being built, and
+		// its GOAWAY promised to serve it: the connection stays open for it.
+		sc.closing = false
+		sc.c.SetReadDeadline(time.Time{})
+	}
 	sc.streams[id] = st
 	sc.running++
 	if len(sc.streams) == 1 && sc.idle != nil {
@@ -330,7 +338,7 @@ func (b *requestBody) Close() error {
 
 func (sc *serverConn) writeContinue(st *serverStream) {
 	sc.w.lock()
-	if !st.reset.Load() {
+	if !st.reset.Load() && !st.responded.Load() {
 		sc.w.writeHeaders(st.id, false, func(enc *hpack.Encoder) {
 			enc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
 		})

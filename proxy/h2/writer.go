@@ -285,6 +285,10 @@ func (w *writer) writeData(id uint32, endStream bool, data []byte) error {
 	if w.err != nil {
 		return w.err
 	}
+	// The peer may have lowered its frame size since data was cut.
+	for max := int(w.maxSend.Load()); len(data) > max; data = data[max:] {
+		w.setErr(w.fr.WriteData(id, false, data[:max]))
+	}
 	w.setErr(w.fr.WriteData(id, endStream, data))
 	return w.err
 }

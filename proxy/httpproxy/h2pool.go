@@ -115,12 +115,12 @@ func (p *h2Pool) dialConn(ctx context.Context, key poolKey, d *poolDial) {
 		cfg.OnGone = p.remove
 		cc, err = h2.NewClientConn(c, cfg)
 	}
+	var late *h2.ClientConn // dialled after close: closed without the lock (Close calls remove)
 	p.mu.Lock()
 	delete(p.dialing, key)
 	if err == nil {
 		if p.closed {
-			cc.Close()
-			err = errPoolClosed
+			late, err = cc, errPoolClosed
 		} else {
 			if p.conns == nil {
 				p.conns = make(map[poolKey][]*h2.ClientConn)
@@ -130,6 +130,9 @@ func (p *h2Pool) dialConn(ctx context.Context, key poolKey, d *poolDial) {
 	}
 	d.err = err
 	p.mu.Unlock()
+	if late != nil {
+		late.Close()
+	}
 	close(d.done)
 }
 
