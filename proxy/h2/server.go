@@ -42,9 +42,8 @@ type serverConn struct {
 	idle     *time.Timer
 	handlers sync.WaitGroup
 
-	work        chan func()   // to an idle worker (workers.go)
-	done        chan struct{} // closed as ServeConn returns: idle workers exit
-	idleWorkers int           // under mu
+	work        chan func() // to an idle worker (workers.go); closed as ServeConn returns
+	idleWorkers int         // under mu
 }
 
 // errors that end streams; a handler sees them from its request body.
@@ -70,7 +69,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	sc := &serverConn{
 		s: s, c: c, base: context.WithoutCancel(ctx), remote: c.RemoteAddr().String(),
 		send: newSendFlow(), streams: make(map[uint32]*serverStream),
-		work: make(chan func()), done: make(chan struct{}),
+		work:       make(chan func()),
 		maxStreams: s.MaxConcurrentStreams, streamWindow: s.StreamWindow, maxHeader: s.MaxHeaderBytes,
 	}
 	if sc.maxStreams == 0 {
@@ -113,7 +112,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		sc.endAll(errConnClosed)
 		c.Close()
 		sc.handlers.Wait()
-		close(sc.done)
+		close(sc.work) // idle workers exit; nothing spawns after the reader returned
 		sc.mu.Lock()
 		if sc.idle != nil {
 			sc.idle.Stop()

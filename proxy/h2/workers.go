@@ -26,13 +26,12 @@ func (sc *serverConn) worker(f func()) {
 		}
 		sc.idleWorkers++
 		sc.mu.Unlock()
-		select {
-		case f = <-sc.work:
-			sc.mu.Lock()
-			sc.idleWorkers--
-			sc.mu.Unlock()
-		case <-sc.done:
-			return
+		var ok bool
+		if f, ok = <-sc.work; !ok {
+			return // the connection ended
 		}
+		sc.mu.Lock()
+		sc.idleWorkers--
+		sc.mu.Unlock()
 	}
 }

@@ -199,11 +199,17 @@ func (p *Proxy) attempt(c *call, next step, ep ...*balance.Endpoint) error {
 // the TCP connect failed (so the endpoint saw nothing), nothing was
 // answered yet, the request has no body to replay, and it is the first try.
 func retryable(c *call, err error) bool {
-	var de *dialError
-	if err == nil || c.retried || c.wrote || !errors.As(err, &de) || de.tls || c.ctx().Err() != nil {
+	if err == nil || c.retried || c.wrote || !isTCPDialError(err) || c.ctx().Err() != nil {
 		return false
 	}
 	return c.r.ContentLength == 0 // no body: HTTP/1 without one, HTTP/2 whose headers ended the stream
+}
+
+// isTCPDialError reports a failed TCP connect (not TLS). Apart so that its
+// errors.As target is allocated only for failed requests.
+func isTCPDialError(err error) bool {
+	var de *dialError
+	return errors.As(err, &de) && !de.tls
 }
 
 func (p *Proxy) local(next step) step {

@@ -76,6 +76,7 @@ type row struct {
 	proto, path      string
 	fixed, max       *result
 	cpuPer10k        time.Duration
+	ioPerReq         float64 // the proxies' read and write system calls per request
 	rssIdle, rssLoad int64
 	steal            float64 // % of the machine's CPU stolen by the hypervisor during the maximum-rate phase
 }
@@ -174,7 +175,7 @@ func run(ctx context.Context, c config) error {
 			if r.fixed, err = ld.fixed(ctx, t.url, c.rate, c.duration, 8); err != nil {
 				return err
 			}
-			before := cpuOf(t.pids())
+			before, io0 := cpuOf(t.pids()), ioOf(t.pids())
 			total0, steal0 := machineTicks()
 			profiled := profile(ctx, c, proto, t)
 			r.max, err = ld.max(ctx, t.url, c.duration, c.conns)
@@ -188,6 +189,7 @@ func run(ctx context.Context, c config) error {
 			}
 			if len(t.proxies) > 0 && r.max.sent > 0 {
 				r.cpuPer10k = (cpuOf(t.pids()) - before) * 10000 / time.Duration(r.max.sent)
+				r.ioPerReq = float64(ioOf(t.pids())-io0) / float64(r.max.sent)
 				for _, pid := range t.pids() {
 					n, _ := rss(pid)
 					r.rssLoad = max(r.rssLoad, n)
@@ -209,7 +211,7 @@ func run(ctx context.Context, c config) error {
 func report(rows []row, rate int) {
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tPROXY CPU/10k REQ\tPROXY RSS IDLE/LOAD\tFAILED\tSTEAL\n", rate, rate)
+	fmt.Fprintf(w, "PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tPROXY CPU/10k REQ\tI/O CALLS/REQ\tPROXY RSS IDLE/LOAD\tFAILED\tSTEAL\n", rate, rate)
 	var direct row
 	for _, r := range rows {
 		if r.path == "direct" {
@@ -217,18 +219,28 @@ func report(rows []row, rate int) {
 		}
 		add50 := r.fixed.quantile(0.5) - direct.fixed.quantile(0.5)
 		add99 := r.fixed.quantile(0.99) - direct.fixed.quantile(0.99)
-		cpu, mem := "-", "-"
+		cpu, mem, calls := "-", "-", "-"
 		if r.cpuPer10k > 0 {
 			cpu = fmt.Sprintf("%d ms", r.cpuPer10k.Milliseconds())
+			calls = fmt.Sprintf("%.1f", r.ioPerReq)
 			mem = fmt.Sprintf("%.1f / %.1f MB", float64(r.rssIdle)/1e6, float64(r.rssLoad)/1e6)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%v\t%v\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%d\t%.0f%%\n", r.proto, r.path,
+		fmt.Fprintf(w, "%s\t%s\t%v\t%v\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%s\t%d\t%.0f%%\n", r.proto, r.path,
 			r.fixed.quantile(0.5).Round(time.Microsecond), r.fixed.quantile(0.99).Round(time.Microsecond),
-			float64(add50)/1e6, float64(add99)/1e6, r.max.rps(), 100*r.max.rps()/direct.max.rps(), cpu, mem,
+			float64(add50)/1e6, float64(add99)/1e6, r.max.rps(), 100*r.max.rps()/direct.max.rps(), cpu, calls, mem,
 			r.fixed.failed+r.max.failed, r.steal)
 	}
 	w.Flush()
+	fmt.Println("I/O CALLS: the proxies' read and write system calls per request during the maximum-rate phase (both proxies on the mesh path).")
 	fmt.Println("STEAL: CPU time the hypervisor gave other guests during the maximum-rate phase; above a few percent, the figures of that row are not comparable.")
+}
+
+func ioOf(pids []int) int64 {
+	var n int64
+	for _, pid := range pids {
+		n += ioCalls(pid)
+	}
+	return n
 }
 
 func cpuOf(pids []int) time.Duration {

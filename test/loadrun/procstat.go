@@ -77,3 +77,21 @@ func stealShare(total0, steal0, total1, steal1 int64) float64 {
 	}
 	return 100 * float64(steal1-steal0) / float64(total1-total0)
 }
+
+// ioCalls returns the read and write system calls a process made so far
+// (syscr + syscw of /proc/<pid>/io): socket reads and writes, for a proxy.
+func ioCalls(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if ok && (k == "syscr" || k == "syscw") {
+			c, _ := strconv.ParseInt(v, 10, 64)
+			n += c
+		}
+	}
+	return n
+}
