@@ -118,5 +118,10 @@ func (cc *ClientConn) Reserve() bool { return cc.reserve() }
 // is) and whether it still takes requests.
 func (cc *ClientConn) Idle() (time.Duration, bool) { return cc.idle() }
 
+// CloseIfIdle closes the connection if it has had no stream open and none
+// reserved for at least d, in one step with respect to Reserve; it
+// reports whether it did.
+func (cc *ClientConn) CloseIfIdle(d time.Duration) bool { return cc.closeIfIdleFor(d) }
+
 // Close closes the connection at once; streams in flight fail.
 func (cc *ClientConn) Close() error { return cc.close(errClientClosed) }

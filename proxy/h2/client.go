@@ -186,6 +186,24 @@ func (cc *ClientConn) setGone(err error) {
 	}
 }
 
+var errIdle = errors.New("h2: connection closed idle")
+
+func (cc *ClientConn) closeIfIdleFor(d time.Duration) bool {
+	cc.mu.Lock()
+	idle := cc.gone == nil && cc.active == 0 && cc.reserved == 0 && time.Since(cc.idleSince) >= d
+	if idle {
+		cc.gone = errIdle // no Reserve succeeds from here on
+	}
+	cc.mu.Unlock()
+	if idle {
+		if cc.cfg.OnGone != nil {
+			cc.cfg.OnGone(cc)
+		}
+		cc.close(errIdle)
+	}
+	return idle
+}
+
 func (cc *ClientConn) close(err error) error {
 	cc.setGone(err)
 	cc.mu.Lock()
@@ -232,7 +250,7 @@ func (cc *ClientConn) readLoop() {
 	}
 	cc.mu.Unlock()
 	for _, cs := range all {
-		cs.fail(fmt.Errorf("h2: connection lost: %w", err), false)
+		cs.lost(fmt.Errorf("h2: connection lost: %w", err), false)
 	}
 }
 
@@ -370,7 +388,7 @@ func (cc *ClientConn) processGoAway(f *http2.GoAwayFrame) {
 	}
 	cc.mu.Unlock()
 	for _, cs := range refused {
-		cs.fail(errGoAway, true)
+		cs.lost(errGoAway, true)
 	}
 	cc.closeIfIdle()
 }

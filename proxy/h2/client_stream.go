@@ -60,6 +60,9 @@ func (cc *ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	switch {
 	case cc.gone != nil:
 		err := cc.gone
+		if cc.reserved > 0 {
+			cc.reserved--
+		}
 		cc.mu.Unlock()
 		closeBody(req)
 		return nil, fmt.Errorf("%w (%v)", ErrNotSent, err)
@@ -337,6 +340,19 @@ func (cs *clientStream) fail(err error, refused bool) {
 	cs.finish()
 }
 
+// lost ends a stream the connection or the server gave up on (reader
+// goroutine). A response already complete is kept: only its request side
+// ends, and the caller still reads the body to EOF.
+func (cs *clientStream) lost(err error, refused bool) {
+	if cs.remoteDone {
+		cs.cc.send.end(&cs.send, err)
+		cs.localDone.Store(true)
+		cs.finish()
+		return
+	}
+	cs.fail(err, refused)
+}
+
 // abort is the request's context ending: the stream is reset (CANCEL).
 func (cs *clientStream) abort(cause error) {
 	if cause == nil {
@@ -367,7 +383,7 @@ func (cs *clientStream) resetByServer(code http2.ErrCode) {
 		return
 	}
 	refused := code == http2.ErrCodeRefusedStream && !cs.gotHeaders
-	cs.fail(errStreamReset(code), refused)
+	cs.lost(errStreamReset(code), refused)
 }
 
 // finish releases the stream's slot once both sides ended.
@@ -410,6 +426,12 @@ func (cs *clientStream) processHeaders(f *http2.MetaHeadersFrame) {
 	cc := cs.cc
 	if cs.remoteDone {
 		cc.streamError(cs.id, http2.ErrCodeStreamClosed, errors.New("h2: server sent HEADERS after END_STREAM"))
+		return
+	}
+	if f.Truncated {
+		// Fields are missing: not delivered as if complete (a trailer block
+		// without its grpc-status, say).
+		cc.streamError(cs.id, http2.ErrCodeCancel, errors.New("h2: response header list larger than the advertised limit"))
 		return
 	}
 	if cs.gotHeaders {

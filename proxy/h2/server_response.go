@@ -3,6 +3,7 @@ package h2
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,9 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 		rw.WriteHeader(http.StatusOK)
 	}
 	if rw.noBody {
+		if rw.method == http.MethodHead {
+			return len(p), nil // discarded, as net/http does
+		}
 		return 0, http.ErrBodyNotAllowed
 	}
 	if rw.buf == nil {
@@ -212,9 +216,20 @@ func (rw *responseWriter) send(data []byte, end bool) error {
 	return nil
 }
 
+// encodeHeaders writes the response head. It may go out after
+// WriteHeader (the first send is delayed to share a write with the body),
+// when the handler has already set the values of declared trailers: those
+// names are left out of the head, as net/http leaves out what was set after
+// WriteHeader.
 func (rw *responseWriter) encodeHeaders(enc *hpack.Encoder) {
 	enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(rw.status)})
-	encodeHeader(enc, rw.header, nil)
+	var skip func(string) bool
+	if decl := rw.header["Trailer"]; len(decl) > 0 {
+		var names []string
+		declaredTrailers(decl, func(k string) { names = append(names, lower(k)) })
+		skip = func(k string) bool { return slices.Contains(names, k) }
+	}
+	encodeHeader(enc, rw.header, skip)
 }
 
 // trailers returns the trailers to send: declared ones (in the Trailer

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -129,6 +130,10 @@ func (sc *serverConn) processTrailers(st *serverStream, f *http2.MetaHeadersFram
 	}
 	for _, hf := range f.RegularFields() {
 		k := http.CanonicalHeaderKey(hf.Name)
+		if !httpguts.ValidTrailerHeader(k) {
+			sc.streamError(st.id, http2.ErrCodeProtocol, "bad_trailer")
+			return nil
+		}
 		if st.trailerIn == nil {
 			st.trailerIn = make(http.Header)
 		}
@@ -322,7 +327,9 @@ func (st *serverStream) takeTrailers() {
 		return
 	}
 	for k, vv := range st.trailerIn {
-		st.trailer[k] = vv
+		if _, declared := st.trailer[k]; declared {
+			st.trailer[k] = vv
+		}
 	}
 	st.trailerIn = nil
 }

@@ -155,18 +155,14 @@ func (p *h2Pool) remove(cc *h2.ClientConn) {
 
 // sweep closes connections idle for longer than the idle timeout.
 func (p *h2Pool) sweep() {
-	var idle []*h2.ClientConn
+	var all []*h2.ClientConn
 	p.mu.Lock()
 	for _, ccs := range p.conns {
-		for _, cc := range ccs {
-			if d, ok := cc.Idle(); ok && d >= p.idleTimeout {
-				idle = append(idle, cc)
-			}
-		}
+		all = append(all, ccs...)
 	}
 	p.mu.Unlock()
-	for _, cc := range idle { // not under the lock: Close calls remove
-		cc.Close()
+	for _, cc := range all { // not under the lock: closing calls remove
+		cc.CloseIfIdle(p.idleTimeout) // idle and unreserved, checked as one step
 	}
 }
 

@@ -54,7 +54,15 @@ func TestH2PoolCloseDuringDial(t *testing.T) {
 		t.Fatal("get did not return after the pool closed")
 	}
 	locked := make(chan struct{})
-	go func() { p.mu.Lock(); p.mu.Unlock(); close(locked) }()
+	go func() {
+		p.mu.Lock()
+		n := len(p.conns) // the pool's lock can be taken, and the late connection was not kept
+		p.mu.Unlock()
+		if n != 0 {
+			t.Errorf("%d connections kept after close", n)
+		}
+		close(locked)
+	}()
 	select {
 	case <-locked:
 	case <-time.After(5 * time.Second):
