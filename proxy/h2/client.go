@@ -319,52 +319,11 @@ func (cc *ClientConn) unknownStream(id uint32) error {
 }
 
 func (cc *ClientConn) processSettings(f *http2.SettingsFrame) error {
-	if f.IsAck() {
-		return nil
-	}
-	var apply []func(w *writer)
-	err := f.ForeachSetting(func(s http2.Setting) error {
-		if err := s.Valid(); err != nil {
-			code := http2.ErrCodeProtocol
-			if ce, ok := err.(http2.ConnectionError); ok {
-				code = http2.ErrCode(ce)
-			}
-			return connError{code, "bad_setting"}
-		}
-		switch s.ID {
-		case http2.SettingInitialWindowSize:
-			if !cc.send.setInitial(s.Val, cc.eachSend) {
-				return connError{http2.ErrCodeFlowControl, "settings_window_overflow"}
-			}
-		case http2.SettingMaxConcurrentStreams:
-			cc.mu.Lock()
-			cc.maxConc = s.Val
-			cc.mu.Unlock()
-		case http2.SettingMaxFrameSize:
-			v := s.Val
-			apply = append(apply, func(w *writer) { w.maxSend.Store(v) })
-		case http2.SettingHeaderTableSize:
-			v := s.Val
-			apply = append(apply, func(w *writer) { w.enc.SetMaxDynamicTableSizeLimit(v) })
-		}
-		return nil
+	return applySettings(f, cc.w, cc.send, cc.eachSend, func(v uint32) {
+		cc.mu.Lock()
+		cc.maxConc = v
+		cc.mu.Unlock()
 	})
-	if err != nil {
-		return err
-	}
-	var fn func(w *writer)
-	if len(apply) > 0 {
-		fn = func(w *writer) {
-			for _, a := range apply {
-				a(w)
-			}
-		}
-	}
-	if !cc.w.queueSettingsAck(fn) {
-		return connError{http2.ErrCodeEnhanceYourCalm, "settings_flood"}
-	}
-	cc.w.kickAsync()
-	return nil
 }
 
 func (cc *ClientConn) eachSend(f func(*streamSend)) {

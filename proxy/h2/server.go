@@ -257,48 +257,7 @@ func (sc *serverConn) stream(id uint32, what string) (*serverStream, error) {
 }
 
 func (sc *serverConn) processSettings(f *http2.SettingsFrame) error {
-	if f.IsAck() {
-		return nil
-	}
-	var apply []func(w *writer)
-	err := f.ForeachSetting(func(s http2.Setting) error {
-		if err := s.Valid(); err != nil {
-			code := http2.ErrCodeProtocol
-			if ce, ok := err.(http2.ConnectionError); ok {
-				code = http2.ErrCode(ce)
-			}
-			return connError{code, "bad_setting"}
-		}
-		switch s.ID {
-		case http2.SettingInitialWindowSize:
-			if !sc.send.setInitial(s.Val, sc.eachSend) {
-				return connError{http2.ErrCodeFlowControl, "settings_window_overflow"}
-			}
-		case http2.SettingMaxFrameSize:
-			v := s.Val
-			apply = append(apply, func(w *writer) { w.maxSend.Store(v) })
-		case http2.SettingHeaderTableSize:
-			v := s.Val
-			apply = append(apply, func(w *writer) { w.enc.SetMaxDynamicTableSizeLimit(v) })
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	var fn func(w *writer)
-	if len(apply) > 0 {
-		fn = func(w *writer) {
-			for _, a := range apply {
-				a(w)
-			}
-		}
-	}
-	if !sc.w.queueSettingsAck(fn) {
-		return connError{http2.ErrCodeEnhanceYourCalm, "settings_flood"}
-	}
-	sc.w.kickAsync()
-	return nil
+	return applySettings(f, sc.w, sc.send, sc.eachSend, nil)
 }
 
 func (sc *serverConn) eachSend(f func(*streamSend)) {
