@@ -376,14 +376,7 @@ func (cc *ClientConn) processData(f *http2.DataFrame) error {
 	return cs.processData(f, n)
 }
 
-func (cc *ClientConn) returnConn(n int64) {
-	if n <= 0 {
-		return
-	}
-	cc.recv.win.Add(n)
-	cc.w.queueWindow(0, uint32(n))
-	cc.w.kickAsync()
-}
+func (cc *ClientConn) returnConn(n int64) { cc.w.returnConn(&cc.recv, n) }
 
 // streamError resets stream id with code and fails its request with err.
 func (cc *ClientConn) streamError(id uint32, code http2.ErrCode, err error) {

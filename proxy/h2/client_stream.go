@@ -527,12 +527,7 @@ func (cs *clientStream) processData(f *http2.DataFrame, n int64) error {
 		return nil
 	}
 	data := f.Data()
-	if pad := n - int64(len(data)); pad > 0 {
-		cc.returnConn(pad)
-		cs.recv.win.Add(pad)
-		cc.w.queueWindow(cs.id, uint32(pad))
-		cc.w.kickAsync()
-	}
+	cc.w.returnPadding(&cc.recv, &cs.recv, cs.id, n-int64(len(data)))
 	cs.got += int64(len(data))
 	if cs.declLen >= 0 && (cs.got > cs.declLen || f.StreamEnded() && cs.got != cs.declLen) {
 		cc.returnConn(int64(len(data)))
@@ -610,17 +605,5 @@ func (b *responseBody) Close() error {
 }
 
 func (cs *clientStream) consumed(n int) {
-	cc := cs.cc
-	kick := false
-	if u := cc.recv.consumed(int64(n)); u > 0 {
-		cc.w.queueWindow(0, u)
-		kick = true
-	}
-	if u := cs.recv.consumed(int64(n)); u > 0 && !cs.remoteEnded.Load() {
-		cc.w.queueWindow(cs.id, u)
-		kick = true
-	}
-	if kick {
-		cc.w.kick()
-	}
+	cs.cc.w.consumed(&cs.cc.recv, &cs.recv, cs.id, n, !cs.remoteEnded.Load())
 }

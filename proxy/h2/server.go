@@ -292,12 +292,7 @@ func (sc *serverConn) processData(f *http2.DataFrame) error {
 		return nil
 	}
 	data := f.Data()
-	if pad := n - int64(len(data)); pad > 0 {
-		sc.returnConn(pad)
-		st.recv.win.Add(pad)
-		sc.w.queueWindow(st.id, uint32(pad))
-		sc.w.kickAsync()
-	}
+	sc.w.returnPadding(&sc.recv, &st.recv, st.id, n-int64(len(data)))
 	st.got += int64(len(data))
 	if st.declLen >= 0 && (st.got > st.declLen || f.StreamEnded() && st.got != st.declLen) {
 		sc.returnConn(int64(len(data)))
@@ -316,29 +311,11 @@ func (sc *serverConn) processData(f *http2.DataFrame) error {
 }
 
 // returnConn gives n bytes of connection window back to the client now.
-func (sc *serverConn) returnConn(n int64) {
-	if n <= 0 {
-		return
-	}
-	sc.recv.win.Add(n)
-	sc.w.queueWindow(0, uint32(n))
-	sc.w.kickAsync()
-}
+func (sc *serverConn) returnConn(n int64) { sc.w.returnConn(&sc.recv, n) }
 
 // consumed is called as a handler reads n body bytes of st.
 func (sc *serverConn) consumed(st *serverStream, n int) {
-	kick := false
-	if u := sc.recv.consumed(int64(n)); u > 0 {
-		sc.w.queueWindow(0, u)
-		kick = true
-	}
-	if u := st.recv.consumed(int64(n)); u > 0 && !st.remoteDoneSeen() {
-		sc.w.queueWindow(st.id, u)
-		kick = true
-	}
-	if kick {
-		sc.w.kick()
-	}
+	sc.w.consumed(&sc.recv, &st.recv, st.id, n, !st.remoteDoneSeen())
 }
 
 // streamError resets stream id with code.
