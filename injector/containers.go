@@ -2,6 +2,7 @@ package injector
 
 import (
 	"fmt"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -123,7 +124,21 @@ func proxyContainer(cfg Config, s podSettings) corev1.Container {
 			Exec: &corev1.ExecAction{Command: []string{ProxyCommand, "await", fmt.Sprintf("--admin-addr=127.0.0.1:%d", AdminPort), "--timeout=2m"}},
 		}}
 	}
+	if n := proxyCores(s.resources); n > 0 {
+		c.Env = append(c.Env, corev1.EnvVar{Name: envPrefix + "CORES", Value: strconv.Itoa(n)})
+	}
 	return c
+}
+
+// proxyCores is the number of cores for a proxy with resources r: its CPU
+// limit rounded up, or 0 without one (the proxy's default, one core,
+// stands). A limit of 2 CPUs lets the proxy use 2 cores at once.
+func proxyCores(r corev1.ResourceRequirements) int {
+	lim, ok := r.Limits[corev1.ResourceCPU]
+	if !ok || lim.Sign() <= 0 {
+		return 0
+	}
+	return int((lim.MilliValue() + 999) / 1000)
 }
 
 // initContainer builds meshlet-init, which programs the iptables redirect.

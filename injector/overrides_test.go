@@ -63,6 +63,19 @@ func TestAnnotationOverrides(t *testing.T) {
 			if q := proxyOf(s).Resources.Limits[corev1.ResourceCPU]; q.String() != "2" {
 				t.Errorf("cpu limit %s", q.String())
 			}
+			if v := envOf(proxyOf(s), "MESHLET_PROXY_CORES"); v != "2" {
+				t.Errorf("cores %s, want 2 from the CPU limit", v)
+			}
+		}},
+		{map[string]string{AnnotationProxyCPULimit: "1500m"}, func(t *testing.T, s *corev1.PodSpec) {
+			if v := envOf(proxyOf(s), "MESHLET_PROXY_CORES"); v != "2" {
+				t.Errorf("cores %s, want 2 (1500m rounded up)", v)
+			}
+		}},
+		{map[string]string{AnnotationProxyCPURequest: "100m"}, func(t *testing.T, s *corev1.PodSpec) {
+			if v := envOf(proxyOf(s), "MESHLET_PROXY_CORES"); v != "<unset>" {
+				t.Errorf("cores %s without a CPU limit, want the proxy's default", v)
+			}
 		}},
 		{map[string]string{AnnotationProxyLogLevel: "warn"}, func(t *testing.T, s *corev1.PodSpec) {
 			if v := envOf(proxyOf(s), "MESHLET_PROXY_LOG_LEVEL"); v != "warn" {

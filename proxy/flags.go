@@ -34,6 +34,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "time open connections may take to finish after SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&c.AdminPprof, "admin-pprof", c.AdminPprof, "serve Go's profiler at /debug/pprof/ on the admin listener")
+	fs.IntVar(&c.Cores, "cores", c.Cores, "CPU cores the proxy runs on at once, GOMAXPROCS (0: one per CPU)")
 	fs.StringVar(&c.DestinationAddr, "destination-addr", c.DestinationAddr, "meshlet-destination host:port (default: no service discovery)")
 	fs.StringVar(&c.IdentityAddr, "identity-addr", c.IdentityAddr, "meshlet-identity host:port (default: no identity, no mTLS)")
 	fs.StringVar(&c.IdentityTokenFile, "identity-token-file", c.IdentityTokenFile, "token presented to meshlet-identity")

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -29,6 +30,7 @@ type config struct {
 	duration time.Duration
 	rate     int
 	conns    int
+	procs    int
 	protos   string
 	profile  string
 	paths    string
@@ -46,6 +48,7 @@ func main() {
 	flag.StringVar(&c.loader, "loader", "builtin", "load generator: builtin (this program's Go client) or fortio")
 	flag.StringVar(&c.fortio, "fortio", "fortio", "the fortio binary, for -loader fortio")
 	flag.StringVar(&c.paths, "paths", "direct,1proxy,mesh", "paths to run (direct is always run: the others are compared with it)")
+	flag.IntVar(&c.procs, "proxy-cores", -1, "MESHLET_PROXY_CORES of the proxies (0: one per CPU; -1: the proxy's default, 1)")
 	flag.StringVar(&c.profile, "profile", "", "folder for CPU profiles of the proxies taken during each maximum-rate phase (the proxies then run with --admin-pprof)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -121,6 +124,12 @@ func run(ctx context.Context, c config) error {
 		}
 		os.Setenv("MESHLET_PROXY_ADMIN_PPROF", "true")
 	}
+	procs := "the proxy's default"
+	if c.procs >= 0 {
+		// Read by the proxies dev.Up starts; unset again once they run.
+		procs = strconv.Itoa(c.procs)
+		os.Setenv("MESHLET_PROXY_CORES", procs)
+	}
 	meshCtx, stopMesh := context.WithCancel(ctx)
 	defer stopMesh()
 	ready := make(chan dev.Status, 1)
@@ -135,6 +144,7 @@ func run(ctx context.Context, c config) error {
 	case err := <-upErr:
 		return fmt.Errorf("starting the mesh: %w", err)
 	}
+	os.Unsetenv("MESHLET_PROXY_CORES")
 	var up, side dev.ProxyStatus
 	for _, p := range st.Proxies {
 		if p.Kind == "upstream" {
@@ -152,8 +162,8 @@ func run(ctx context.Context, c config) error {
 	for _, pid := range []int{up.PID, side.PID} {
 		idle[pid], _ = rss(pid)
 	}
-	fmt.Printf("loadrun: app %s; loader %s; fixed rate %d req/s and maximum with %d concurrent requests, %v each; GOMAXPROCS of proxies: default\n",
-		app, c.loader, c.rate, c.conns, c.duration)
+	fmt.Printf("loadrun: app %s; loader %s; fixed rate %d req/s and maximum with %d concurrent requests, %v each; cores of each proxy: %s\n",
+		app, c.loader, c.rate, c.conns, c.duration, procs)
 	var rows []row
 	for _, proto := range strings.Split(c.protos, ",") {
 		for _, t := range targets {

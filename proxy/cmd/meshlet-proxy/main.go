@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/meshlet/meshlet/proxy"
@@ -42,6 +43,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if cfg.Cores > 0 {
+		runtime.GOMAXPROCS(cfg.Cores)
 	}
 	return proxy.Run(ctx, cfg)
 }
