@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // ClientConn is an HTTP/2 connection to a server, multiplexing requests.
@@ -22,6 +21,7 @@ type ClientConn struct {
 	cfg          ClientConfig
 	w            *writer
 	fr           *http2.Framer
+	hdec         *headerDecoder
 	send         *sendFlow
 	recv         recvFlow
 	streamWindow int32
@@ -70,8 +70,7 @@ func newClientConn(c net.Conn, cfg ClientConfig) (*ClientConn, error) {
 	br := bufio.NewReaderSize(r, 16<<10)
 	cc.w = newWriter(c, br, 16<<10)
 	cc.fr = cc.w.fr
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	cc.fr.MaxHeaderListSize = cfg.MaxHeaderListSize
+	cc.hdec = newHeaderDecoder(cc.fr, cfg.MaxHeaderListSize)
 	cc.fr.SetMaxReadFrameSize(cfg.MaxReadFrameSize)
 	cc.fr.SetReuseFrames()
 
@@ -221,7 +220,7 @@ func (cc *ClientConn) readLoop() {
 	var err error
 	for {
 		var f http2.Frame
-		f, err = cc.fr.ReadFrame()
+		f, err = cc.hdec.readFrame()
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -262,7 +261,7 @@ func (cc *ClientConn) goAway(code http2.ErrCode) {
 
 func (cc *ClientConn) process(f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
+	case *headerBlock:
 		cs := cc.stream(f.StreamID)
 		if cs == nil {
 			return cc.unknownStream(f.StreamID)

@@ -164,21 +164,36 @@ func (cc *ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		go cs.writeBody(first, bp, trailers)
 	}
 
-	if ctx := req.Context(); ctx.Done() != nil {
+	return cs.result()
+}
+
+// result waits for the response or the error that ended the stream. The
+// end of the request's context resets the stream: while waiting here, and
+// afterwards (context.AfterFunc) if the stream is still open once the
+// response came. A unary response usually arrives complete, so it costs no
+// AfterFunc.
+func (cs *clientStream) result() (*http.Response, error) {
+	ctx := cs.req.Context()
+	done := ctx.Done()
+	if done == nil {
+		<-cs.ready
+	} else {
+		select {
+		case <-cs.ready:
+		case <-done:
+			cs.abort(context.Cause(ctx))
+			<-cs.ready
+		}
+	}
+	if cs.err != nil {
+		return nil, cs.err
+	}
+	if done != nil {
 		cs.mu.Lock()
 		if !cs.finished {
 			cs.stopCtx = context.AfterFunc(ctx, func() { cs.abort(context.Cause(ctx)) })
 		}
 		cs.mu.Unlock()
-	}
-	return cs.result()
-}
-
-// result waits for the response or the error that ended the stream.
-func (cs *clientStream) result() (*http.Response, error) {
-	<-cs.ready
-	if cs.err != nil {
-		return nil, cs.err
 	}
 	return cs.res, nil
 }
@@ -422,7 +437,7 @@ func (cs *clientStream) finishSlot() {
 	}
 }
 
-func (cs *clientStream) processHeaders(f *http2.MetaHeadersFrame) {
+func (cs *clientStream) processHeaders(f *headerBlock) {
 	cc := cs.cc
 	if cs.remoteDone {
 		cc.streamError(cs.id, http2.ErrCodeStreamClosed, errors.New("h2: server sent HEADERS after END_STREAM"))

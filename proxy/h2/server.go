@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // serverConn is one served connection. Its reading goroutine (serve) owns
@@ -22,6 +21,7 @@ type serverConn struct {
 	br       *bufio.Reader
 	w        *writer
 	fr       *http2.Framer
+	hdec     *headerDecoder
 	send     *sendFlow
 	recv     recvFlow
 	base     context.Context
@@ -42,8 +42,8 @@ type serverConn struct {
 	idle     *time.Timer
 	handlers sync.WaitGroup
 
-	work        chan func() // to an idle worker (workers.go); closed as ServeConn returns
-	idleWorkers int         // under mu
+	work        chan *serverStream // a new stream, to an idle worker (workers.go); closed as ServeConn returns
+	idleWorkers int                // under mu
 }
 
 // errors that end streams; a handler sees them from its request body.
@@ -69,7 +69,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	sc := &serverConn{
 		s: s, c: c, base: context.WithoutCancel(ctx), remote: c.RemoteAddr().String(),
 		send: newSendFlow(), streams: make(map[uint32]*serverStream),
-		work:       make(chan func()),
+		work:       make(chan *serverStream),
 		maxStreams: s.MaxConcurrentStreams, streamWindow: s.StreamWindow, maxHeader: s.MaxHeaderBytes,
 	}
 	if sc.maxStreams == 0 {
@@ -103,8 +103,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	sc.br = bufio.NewReaderSize(c, 16<<10)
 	sc.w = newWriter(c, sc.br, 16<<10)
 	sc.fr = sc.w.fr
-	sc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	sc.fr.MaxHeaderListSize = uint32(sc.maxHeader)
+	sc.hdec = newHeaderDecoder(sc.fr, uint32(sc.maxHeader))
 	sc.fr.SetMaxReadFrameSize(maxFrame)
 	sc.fr.SetReuseFrames()
 
@@ -166,7 +165,7 @@ func (sc *serverConn) count(label string) {
 // serve reads frames until the connection ends.
 func (sc *serverConn) serve() {
 	for {
-		f, err := sc.fr.ReadFrame()
+		f, err := sc.hdec.readFrame()
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -196,7 +195,7 @@ func (sc *serverConn) serve() {
 
 func (sc *serverConn) process(f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
+	case *headerBlock:
 		return sc.processHeaders(f)
 	case *http2.DataFrame:
 		return sc.processData(f)

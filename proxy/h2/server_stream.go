@@ -34,11 +34,16 @@ type serverStream struct {
 	reset       atomic.Bool // reset by either side: no more frames are sent
 	responded   atomic.Bool // the response's HEADERS were sent
 	expect      bool        // Expect: 100-continue, not yet answered
+
+	// The handler's: its request and response.
+	req      *http.Request
+	rw       responseWriter
+	tooLarge bool // the header list was over the limit: 431
 }
 
 func (st *serverStream) remoteDoneSeen() bool { return st.remoteEnded.Load() }
 
-func (sc *serverConn) processHeaders(f *http2.MetaHeadersFrame) error {
+func (sc *serverConn) processHeaders(f *headerBlock) error {
 	id := f.StreamID
 	sc.mu.Lock()
 	st := sc.streams[id]
@@ -85,11 +90,11 @@ func (sc *serverConn) processHeaders(f *http2.MetaHeadersFrame) error {
 		sc.streamError(id, code, label)
 		return nil
 	}
-	rw := &responseWriter{st: st, header: make(http.Header), method: req.Method}
-	handler := sc.s.Handler.ServeHTTP
+	st.req = req
+	st.rw = responseWriter{st: st, header: make(http.Header), method: req.Method}
 	if f.Truncated {
 		sc.count("header_list_too_large")
-		handler = headerTooLarge
+		st.tooLarge = true
 	}
 	sc.mu.Lock()
 	if sc.closing {
@@ -106,7 +111,7 @@ func (sc *serverConn) processHeaders(f *http2.MetaHeadersFrame) error {
 	sc.mu.Unlock()
 	sc.send.open(&st.send)
 	sc.handlers.Add(1)
-	sc.spawn(func() { sc.runHandler(st, rw, req, handler) })
+	sc.spawn(st)
 	return nil
 }
 
@@ -115,7 +120,7 @@ func headerTooLarge(w http.ResponseWriter, _ *http.Request) {
 }
 
 // processTrailers takes the HEADERS that end a request body.
-func (sc *serverConn) processTrailers(st *serverStream, f *http2.MetaHeadersFrame) error {
+func (sc *serverConn) processTrailers(st *serverStream, f *headerBlock) error {
 	if st.remoteDone {
 		sc.streamError(st.id, http2.ErrCodeStreamClosed, "headers_after_end_stream")
 		return nil
@@ -147,7 +152,7 @@ func (sc *serverConn) processTrailers(st *serverStream, f *http2.MetaHeadersFram
 
 // newRequest builds the request of a new stream from its HEADERS, or
 // returns the stream error that refuses it.
-func (sc *serverConn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, *serverStream, http2.ErrCode, string) {
+func (sc *serverConn) newRequest(f *headerBlock) (*http.Request, *serverStream, http2.ErrCode, string) {
 	var method, path, scheme, authority string
 	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
@@ -354,7 +359,8 @@ func (sc *serverConn) writeContinue(st *serverStream) {
 }
 
 // runHandler serves one request and ends its stream.
-func (sc *serverConn) runHandler(st *serverStream, rw *responseWriter, req *http.Request, handler func(http.ResponseWriter, *http.Request)) {
+func (sc *serverConn) runHandler(st *serverStream) {
+	rw, req := &st.rw, st.req
 	defer func() {
 		if v := recover(); v != nil {
 			if v != http.ErrAbortHandler && sc.s.ErrorLog != nil {
@@ -376,6 +382,10 @@ func (sc *serverConn) runHandler(st *serverStream, rw *responseWriter, req *http
 		sc.mu.Unlock()
 		sc.handlers.Done()
 	}()
-	handler(rw, req)
+	if st.tooLarge {
+		headerTooLarge(rw, req)
+	} else {
+		sc.s.Handler.ServeHTTP(rw, req)
+	}
 	rw.finish()
 }

@@ -7,18 +7,18 @@ package h2
 
 const maxIdleWorkers = 16
 
-// spawn runs f on an idle worker, or a new one.
-func (sc *serverConn) spawn(f func()) {
+// spawn runs st's handler on an idle worker, or a new one.
+func (sc *serverConn) spawn(st *serverStream) {
 	select {
-	case sc.work <- f:
+	case sc.work <- st:
 	default:
-		go sc.worker(f)
+		go sc.worker(st)
 	}
 }
 
-func (sc *serverConn) worker(f func()) {
+func (sc *serverConn) worker(st *serverStream) {
 	for {
-		f()
+		sc.runHandler(st)
 		sc.mu.Lock()
 		if sc.idleWorkers >= maxIdleWorkers {
 			sc.mu.Unlock()
@@ -27,7 +27,7 @@ func (sc *serverConn) worker(f func()) {
 		sc.idleWorkers++
 		sc.mu.Unlock()
 		var ok bool
-		if f, ok = <-sc.work; !ok {
+		if st, ok = <-sc.work; !ok {
 			return // the connection ended
 		}
 		sc.mu.Lock()
