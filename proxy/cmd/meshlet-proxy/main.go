@@ -13,11 +13,15 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/meshlet/meshlet/proxy"
 	"github.com/meshlet/meshlet/proxy/capture"
 )
+
+// gcPercent is the proxy's GOGC unless the environment sets one.
+const gcPercent = 200
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -46,6 +50,12 @@ func run(ctx context.Context, args []string) error {
 	}
 	if cfg.Cores > 0 {
 		runtime.GOMAXPROCS(cfg.Cores)
+	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		// The proxy's live heap is a few MB and nearly all it allocates
+		// dies with its request: collecting at 3x the live heap rather than
+		// 2x costs a few MB of RSS and saves CPU on every request.
+		debug.SetGCPercent(gcPercent)
 	}
 	return proxy.Run(ctx, cfg)
 }

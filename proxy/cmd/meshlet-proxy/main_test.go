@@ -209,3 +209,63 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRuntimeSettings checks, on the binary's own Go metrics, that it runs
+// on one core and collects at GOGC=200 by default, and that CORES and an
+// explicit GOGC override both.
+func TestRuntimeSettings(t *testing.T) {
+	bin := build(t)
+	var base []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMAXPROCS=") && !strings.HasPrefix(kv, "MESHLET_PROXY_") {
+			base = append(base, kv)
+		}
+	}
+	for _, tc := range []struct {
+		env        []string
+		procs, gog string
+	}{
+		{nil, "1", "200"},
+		{[]string{"MESHLET_PROXY_CORES=2", "GOGC=50"}, "2", "50"},
+	} {
+		adminAddr := freePort(t)
+		cmd := exec.Command(bin)
+		cmd.Env = append(append(base[:len(base):len(base)],
+			"MESHLET_PROXY_INBOUND_ADDR="+freePort(t),
+			"MESHLET_PROXY_OUTBOUND_ADDR="+freePort(t),
+			"MESHLET_PROXY_ADMIN_ADDR="+adminAddr,
+			"MESHLET_PROXY_IPV6=false",
+		), tc.env...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var metrics string
+		waitFor(t, "metrics", func() bool {
+			resp, err := http.Get("http://" + adminAddr + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			metrics = string(b)
+			return resp.StatusCode == 200
+		})
+		cmd.Process.Kill()
+		cmd.Wait()
+		for name, want := range map[string]string{"go_sched_gomaxprocs_threads": tc.procs, "go_gc_gogc_percent": tc.gog} {
+			if !strings.Contains(metrics, "\n"+name+" "+want+"\n") {
+				t.Errorf("env %v: want %s %s; metrics have:\n%s", tc.env, name, want, grepLines(metrics, name))
+			}
+		}
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
