@@ -37,6 +37,17 @@ var errStreamEnded = errors.New("h2: response written after its stream ended")
 
 func (rw *responseWriter) Header() http.Header { return rw.header }
 
+// SetHeader makes h the response's header map, in place of the one Header
+// returned, which must not be used any more; h is the handler's to give up
+// (a proxy passing on the header of the response it got, without copying
+// it field by field). It does nothing once WriteHeader was called, or when
+// h is nil.
+func (rw *responseWriter) SetHeader(h http.Header) {
+	if !rw.wroteHeader && !rw.done && h != nil {
+		rw.header = h
+	}
+}
+
 func (rw *responseWriter) WriteHeader(code int) {
 	if rw.wroteHeader || rw.done {
 		return

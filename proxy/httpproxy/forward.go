@@ -12,6 +12,10 @@ var valEmpty = []string{""}
 
 // forward sends the request upstream and streams the response back. It is
 // the innermost layer.
+// headerSetter is a ResponseWriter that takes a header map as its own
+// (proxy/h2's), so a response's header is passed on without a copy.
+type headerSetter interface{ SetHeader(http.Header) }
+
 func (p *Proxy) forward(c *call) error {
 	r := c.r
 	out := r.WithContext(c) // shallow: shares r.Header, already stripped of hop-by-hop fields
@@ -52,8 +56,13 @@ func (p *Proxy) forward(c *call) error {
 
 	stripHopByHop(res.Header)
 	dst := c.w.Header()
-	for k, vv := range res.Header {
-		dst[k] = vv // the transport's maps are not reused: sharing the slices is safe
+	if hs, ok := c.w.(headerSetter); ok && len(dst) == 0 && res.Header != nil {
+		hs.SetHeader(res.Header) // the transports' maps are not reused: the response's is ours to give
+		dst = res.Header
+	} else {
+		for k, vv := range res.Header {
+			dst[k] = vv // the transport's maps are not reused: sharing the slices is safe
+		}
 	}
 	// Trailers the upstream declared are declared downstream too (an
 	// HTTP/1 client needs the declaration); others, like gRPC's, are sent

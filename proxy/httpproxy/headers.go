@@ -73,8 +73,28 @@ func stripHopByHop(h http.Header) (upgrade []string, teTrailersOK bool) {
 	if te, ok := h[hdrTE]; ok {
 		teTrailersOK = httpguts.HeaderValuesContainsToken(te, teTrailers)
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
+	if len(h) < len(hopHeaders) {
+		// The usual case: fewer fields than names to drop, so each field
+		// is checked by a switch rather than each name hashed to delete.
+		for k := range h {
+			if isHopHeader(k) {
+				delete(h, k)
+			}
+		}
+	} else {
+		for _, k := range hopHeaders {
+			delete(h, k)
+		}
 	}
 	return upgrade, teTrailersOK
+}
+
+// isHopHeader reports whether the canonical name k is in hopHeaders.
+func isHopHeader(k string) bool {
+	switch k {
+	case hdrConnection, "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		hdrTE, hdrTrailer, hdrTransferEncoder, hdrUpgrade:
+		return true
+	}
+	return false
 }
