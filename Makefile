@@ -17,7 +17,7 @@ build: ## every binary into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(MAINS)
 
-deps: ## Debian packages the tests use (iptables, iproute2, util-linux), installed when missing
+deps: ## Debian packages the tests use (iptables, iproute2, util-linux, curl, nghttp2 client and server), installed when missing
 	@scripts/deps.sh
 
 kube-bins: ## build (once, cached outside the repo) the kube-apiserver and etcd the tests run

@@ -2,7 +2,7 @@
 # Installs the Debian packages meshlet's tests and tools use, only when one is
 # missing. Extra package names may be given as arguments.
 set -euo pipefail
-want=(iptables iproute2 util-linux "$@")
+want=(iptables iproute2 util-linux curl nghttp2-client nghttp2-server "$@")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -28,9 +28,10 @@ type serverConn struct {
 	remote   string
 	tlsState *tls.ConnectionState
 
-	maxStreams   uint32
-	streamWindow int32
-	maxHeader    int
+	maxStreams    uint32
+	streamWindow  int32
+	settingsAcked bool // the client acknowledged our SETTINGS (reader goroutine)
+	maxHeader     int
 
 	mu       sync.Mutex
 	streams  map[uint32]*serverStream
@@ -256,8 +257,24 @@ func (sc *serverConn) stream(id uint32, what string) (*serverStream, error) {
 }
 
 func (sc *serverConn) processSettings(f *http2.SettingsFrame) error {
+	if f.IsAck() && !sc.settingsAcked {
+		// The client now counts our SETTINGS_INITIAL_WINDOW_SIZE: the
+		// streams it opened before had the default window, which it has
+		// lowered by the difference (RFC 9113 §6.9.2), and so do we.
+		sc.settingsAcked = true
+		if d := int64(defaultWindow) - int64(sc.streamWindow); d > 0 {
+			sc.mu.Lock()
+			for _, st := range sc.streams {
+				st.recv.win.Add(-d)
+			}
+			sc.mu.Unlock()
+		}
+	}
 	return applySettings(f, sc.w, sc.send, sc.eachSend, nil)
 }
+
+// defaultWindow is HTTP/2's initial window size, before SETTINGS.
+const defaultWindow = 65535
 
 func (sc *serverConn) eachSend(f func(*streamSend)) {
 	sc.mu.Lock()

@@ -209,6 +209,12 @@ func (sc *serverConn) newRequest(f *headerBlock) (*http.Request, *serverStream, 
 	st := &serverStream{sc: sc, id: f.StreamID, declLen: -1}
 	st.recv.size = int64(sc.streamWindow)
 	st.recv.win.Store(int64(sc.streamWindow))
+	if !sc.settingsAcked && sc.streamWindow < defaultWindow {
+		// Until the client has our SETTINGS it may send up to the default
+		// window (RFC 9113 §6.9.3); the acknowledgement takes the
+		// difference back.
+		st.recv.win.Store(defaultWindow)
+	}
 	ended := f.StreamEnded()
 	if vv := h["Content-Length"]; len(vv) > 0 {
 		n, err := strconv.ParseUint(vv[0], 10, 63)
