@@ -239,6 +239,9 @@ func (cc *ClientConn) readLoop() {
 			}
 			break
 		}
+		if _, ok := f.(*headerBlock); ok {
+			cc.hdec.release()
+		}
 	}
 	cc.close(fmt.Errorf("h2: connection lost: %w", err))
 	cc.send.end(nil, errConnClosed)
@@ -254,9 +257,11 @@ func (cc *ClientConn) readLoop() {
 }
 
 // goAway tells the server why the connection ends (a protocol error of its).
+// The reader calls it as it gives up on the connection: the GOAWAY is
+// written before the connection closes.
 func (cc *ClientConn) goAway(code http2.ErrCode) {
 	cc.w.queueGoAway(0, code)
-	cc.w.kickAsync()
+	cc.w.flushFinal(finalWriteTimeout)
 }
 
 func (cc *ClientConn) process(f http2.Frame) error {

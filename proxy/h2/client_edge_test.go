@@ -140,3 +140,53 @@ func TestClientRefusedStream(t *testing.T) {
 	cc.Close()
 	<-served
 }
+
+// TestClientGoAwayBeforeClose: a server's protocol error (HEADERS on a
+// stream the client never opened, an even one) ends the connection with a
+// GOAWAY PROTOCOL_ERROR that reaches the server before the close.
+func TestClientGoAwayBeforeClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan http2.ErrCode, 1)
+	go func() {
+		defer close(got)
+		sc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer sc.Close()
+		pre := make([]byte, len(http2.ClientPreface))
+		if _, err := io.ReadFull(sc, pre); err != nil {
+			return
+		}
+		fr := http2.NewFramer(sc, sc)
+		fr.WriteSettings()
+		var hbuf bytes.Buffer
+		enc := hpack.NewEncoder(&hbuf)
+		enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 2, BlockFragment: hbuf.Bytes(), EndHeaders: true, EndStream: true})
+		sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if ga, ok := f.(*http2.GoAwayFrame); ok {
+				got <- ga.ErrCode
+				return
+			}
+		}
+	}()
+	cc := dialClient(t, ln.Addr().String(), h2.ClientConfig{})
+	defer cc.Close()
+	code, ok := <-got
+	if !ok {
+		t.Fatal("the connection closed without a GOAWAY")
+	}
+	if code != http2.ErrCodeProtocol {
+		t.Errorf("GOAWAY %v, want PROTOCOL_ERROR", code)
+	}
+}

@@ -113,19 +113,50 @@ func validWireName(v string) bool {
 // *headerBlock it starts, with its CONTINUATIONs read and decoded. The
 // block is valid until the next call.
 func (d *headerDecoder) readFrame() (http2.Frame, error) {
-	f, err := d.fr.ReadFrame()
+	fh, err := d.fr.ReadFrameHeader()
 	if err != nil {
 		return nil, err
 	}
+	f, err := d.fr.ReadFrameForHeader(fh)
+	if err != nil {
+		if _, ok := err.(http2.StreamError); ok && fh.Type == http2.FrameHeaders {
+			// x/net refuses a HEADERS frame padded past its end as a stream
+			// error, without decoding its block: the decoder's table would
+			// then differ from the peer's. RFC 9113 §6.2 makes it a
+			// connection error.
+			return nil, http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		return nil, err
+	}
 	if hf, ok := f.(*http2.HeadersFrame); ok {
-		return d.read(hf)
+		b, err := d.read(hf)
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
 	return f, nil
 }
 
+// maxKeptFields bounds the field slice kept for the next block: a peer's
+// one huge block does not pin its size for the connection's life.
+const maxKeptFields = 64
+
+// release ends the processing of the last block: its strings are no longer
+// held, and an oversized field slice is dropped.
+func (d *headerDecoder) release() {
+	b := &d.blk
+	b.HeadersFrame = nil
+	if cap(b.Fields) > maxKeptFields {
+		b.Fields = nil
+		return
+	}
+	clear(b.Fields[:cap(b.Fields)])
+	b.Fields = b.Fields[:0]
+}
+
 func (d *headerDecoder) read(hf *http2.HeadersFrame) (*headerBlock, error) {
 	b := &d.blk
-	clear(b.Fields) // no strings of the last block kept alive
 	b.HeadersFrame, b.Fields, b.Truncated, b.pseudo = hf, b.Fields[:0], false, 0
 	d.remain, d.trailerRemain, d.sawRegular, d.invalid = d.max, d.max, false, nil
 	d.dec.SetEmitEnabled(true)

@@ -198,6 +198,11 @@ func TestMalformedConnErrors(t *testing.T) {
 			rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: rc.block(getReq[:4]...), EndHeaders: false})
 			rc.fr.WriteContinuation(3, true, rc.block(getReq[4:]...))
 		}, http2.ErrCodeProtocol},
+		// §6.2: padding as long as the payload or longer (x/net calls it a
+		// stream error, but the block is then never decoded).
+		{"headers padded past their end", nil, func(rc *rawConn) {
+			rc.fr.WriteRawFrame(http2.FrameHeaders, http2.FlagHeadersEndHeaders|http2.FlagHeadersEndStream|http2.FlagHeadersPadded, 1, []byte{10, 0x82, 0x86, 0x84})
+		}, http2.ErrCodeProtocol},
 		// §4.3: a field block that does not decode.
 		{"bad hpack", nil, func(rc *rawConn) {
 			rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff, 0xff}, EndHeaders: true, EndStream: true})

@@ -191,6 +191,9 @@ func (sc *serverConn) serve() {
 			sc.connError(err.(connError))
 			return
 		}
+		if _, ok := f.(*headerBlock); ok {
+			sc.hdec.release()
+		}
 	}
 }
 
@@ -416,6 +419,10 @@ func (sc *serverConn) startShutdown() {
 // what the client has not read yet.
 const lingerTimeout = time.Second
 
+// finalWriteTimeout bounds the wait to write a last GOAWAY to a peer that
+// may not be reading.
+const finalWriteTimeout = 250 * time.Millisecond
+
 func (sc *serverConn) finishShutdown() {
 	sc.w.kickAsync() // the GOAWAY, if the lock was busy when it was queued
 	sc.mu.Lock()
@@ -436,11 +443,15 @@ func (sc *serverConn) connError(e connError) {
 	sc.shutdown, sc.closing = true, true
 	sc.mu.Unlock()
 	sc.w.queueGoAway(last, e.code)
-	sc.w.kickAsync()
-	sc.endAll(errConnClosed)
 	if e.code == http2.ErrCodeEnhanceYourCalm {
+		// A flooding peer: the GOAWAY gets a short while to leave (it may
+		// not be reading), then the connection closes.
+		sc.w.flushFinal(finalWriteTimeout)
+		sc.endAll(errConnClosed)
 		return
 	}
+	sc.w.kickAsync()
+	sc.endAll(errConnClosed)
 	sc.c.SetReadDeadline(time.Now().Add(lingerTimeout))
 	io.CopyN(io.Discard, sc.br, 1<<20)
 }

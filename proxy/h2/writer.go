@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -98,9 +99,7 @@ func (w *writer) unlock() error {
 		w.pending = false
 		w.writeControl()
 		if w.err == nil && w.waiting.Load() == 0 && w.bw.Buffered() > 0 {
-			if err := w.bw.Flush(); err != nil {
-				w.err = err
-			}
+			w.setErr(w.bw.Flush())
 		}
 	}
 	err := w.err
@@ -120,9 +119,7 @@ func (w *writer) kick() {
 		}
 		w.writeControl()
 		if w.err == nil && w.waiting.Load() == 0 && w.bw.Buffered() > 0 {
-			if err := w.bw.Flush(); err != nil {
-				w.err = err
-			}
+			w.setErr(w.bw.Flush())
 		}
 		w.mu.Unlock()
 	}
@@ -188,10 +185,23 @@ func (w *writer) writeControl() {
 	}
 }
 
+// setErr records the connection's first write error and closes it: its
+// reader then fails too and ends every stream, so no request waits on a
+// connection that can no longer send (whoever's flush it was).
 func (w *writer) setErr(err error) {
 	if err != nil && w.err == nil {
 		w.err = err
+		w.c.Close()
 	}
+}
+
+// flushFinal writes the queued control frames (a last GOAWAY) before the
+// connection is closed, waiting at most d for a peer that does not read:
+// a writer stuck on it fails at the deadline and frees the lock.
+func (w *writer) flushFinal(d time.Duration) {
+	w.c.SetWriteDeadline(time.Now().Add(d))
+	w.lock()
+	w.unlock()
 }
 
 func (q *ctlQueue) pending() bool {
