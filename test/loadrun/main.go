@@ -82,6 +82,7 @@ type row struct {
 	ioPerReq         float64 // the proxies' read and write system calls per request
 	rssIdle, rssLoad int64
 	steal            float64 // % of the machine's CPU stolen by the hypervisor during the maximum-rate phase
+	stealFixed       float64 // the same, during the fixed-rate phase
 }
 
 func run(ctx context.Context, c config) error {
@@ -182,9 +183,12 @@ func run(ctx context.Context, c config) error {
 			if _, err = ld.fixed(ctx, t.url, c.rate, time.Second, 8); err != nil { // warm-up: connections, EWMA
 				return err
 			}
+			f0, fs0 := machineTicks()
 			if r.fixed, err = ld.fixed(ctx, t.url, c.rate, c.duration, 8); err != nil {
 				return err
 			}
+			f1, fs1 := machineTicks()
+			r.stealFixed = stealShare(f0, fs0, f1, fs1)
 			before, io0 := cpuOf(t.pids()), ioOf(t.pids())
 			total0, steal0 := machineTicks()
 			profiled := profile(ctx, c, proto, t)
@@ -221,7 +225,7 @@ func run(ctx context.Context, c config) error {
 func report(rows []row, rate int) {
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tPROXY CPU/10k REQ\tI/O CALLS/REQ\tPROXY RSS IDLE/LOAD\tFAILED\tSTEAL\n", rate, rate)
+	fmt.Fprintf(w, "PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tPROXY CPU/10k REQ\tI/O CALLS/REQ\tPROXY RSS IDLE/LOAD\tFAILED\tSTEAL FIXED/MAX\n", rate, rate)
 	var direct row
 	for _, r := range rows {
 		if r.path == "direct" {
@@ -235,14 +239,14 @@ func report(rows []row, rate int) {
 			calls = fmt.Sprintf("%.1f", r.ioPerReq)
 			mem = fmt.Sprintf("%.1f / %.1f MB", float64(r.rssIdle)/1e6, float64(r.rssLoad)/1e6)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%v\t%v\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%s\t%d\t%.0f%%\n", r.proto, r.path,
+		fmt.Fprintf(w, "%s\t%s\t%v\t%v\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%s\t%d\t%.0f%% / %.0f%%\n", r.proto, r.path,
 			r.fixed.quantile(0.5).Round(time.Microsecond), r.fixed.quantile(0.99).Round(time.Microsecond),
 			float64(add50)/1e6, float64(add99)/1e6, r.max.rps(), 100*r.max.rps()/direct.max.rps(), cpu, calls, mem,
-			r.fixed.failed+r.max.failed, r.steal)
+			r.fixed.failed+r.max.failed, r.stealFixed, r.steal)
 	}
 	w.Flush()
 	fmt.Println("I/O CALLS: the proxies' read and write system calls per request during the maximum-rate phase (both proxies on the mesh path).")
-	fmt.Println("STEAL: CPU time the hypervisor gave other guests during the maximum-rate phase; above a few percent, the figures of that row are not comparable.")
+	fmt.Println("STEAL: CPU time the hypervisor gave other guests during the fixed-rate and the maximum-rate phase; above a few percent, the latency (fixed) or throughput and CPU (max) figures of that row are not comparable.")
 }
 
 func ioOf(pids []int) int64 {
