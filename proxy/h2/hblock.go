@@ -54,7 +54,11 @@ type headerDecoder struct {
 func newHeaderDecoder(fr *http2.Framer, max uint32) *headerDecoder {
 	d := &headerDecoder{fr: fr, max: max}
 	d.dec = hpack.NewDecoder(4096, d.emit)
-	d.dec.SetMaxStringLength(int(max))
+	// A string up to twice the limit is decoded, so that one field over
+	// the limit is dropped by the size check (the block is truncated: a
+	// server answers 431) rather than ending the connection; a longer one
+	// is a COMPRESSION_ERROR, as in x/net, without being allocated.
+	d.dec.SetMaxStringLength(2 * int(max))
 	return d
 }
 
