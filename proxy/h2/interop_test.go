@@ -639,9 +639,13 @@ func TestInteropCurlTLS(t *testing.T) {
 		in := writePayloadFile(t, dir, "post.in", 21, size)
 		get, post := filepath.Join(dir, "get"), filepath.Join(dir, "post")
 		before, tlsBefore := ts.accepted.Load(), sawTLS.Load()
-		out, errb := runCurl(t, curl, tlsMode, "-v",
-			"-w", "%{http_version} %{http_code} %{num_connects} %{size_download}\n",
-			"-o", get, base+"/hello",
+		// --next: curl's options are not positional, and without it the
+		// upload would go to /hello too, which answers without reading it
+		// (RST_STREAM NO_ERROR after the response, RFC 9113 §8.1), a case
+		// curl 7.88 sometimes reports as a framing error.
+		wfmt := "%{http_version} %{http_code} %{num_connects} %{size_download}\n"
+		out, errb := runCurl(t, curl, tlsMode, "-v", "-w", wfmt, "-o", get, base+"/hello",
+			"--next", tlsMode[0], tlsMode[1], tlsMode[2], "-v", "-w", wfmt,
 			"--data-binary", "@"+in, "-o", post, base+"/echo")
 		want := fmt.Sprintf("2 200 1 %d\n2 200 0 %d\n", len(helloBody), size)
 		if string(out) != want {
