@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,7 +223,9 @@ func checkNoLeaks(t *testing.T) {
 }
 
 // closedAddr returns a loopback address where nothing listens.
-func closedAddr(t *testing.T) string {
+// freeAddr returns a loopback address with a port free a moment ago, for a
+// listener to take.
+func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -230,4 +234,26 @@ func closedAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// closedAddr returns a loopback address that refuses connections.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	// A socket bound to the port but not listening, kept until the test
+	// ends: connects are refused, and no other test (or package, running
+	// at the same time) can take the port meanwhile, as it could a port
+	// merely closed.
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }

@@ -363,7 +363,7 @@ func TestOutboundRetriesAnotherEndpoint(t *testing.T) {
 func TestOutboundOpaqueListenerPort(t *testing.T) {
 	checkNoLeaks(t)
 	app := greeter(t)
-	listen := closedAddr(t)
+	listen := freeAddr(t)
 	p := startProxy(t, func(c *Config) {
 		c.OutboundAddr = listen
 		c.OpaquePorts = ports(t, listen)
