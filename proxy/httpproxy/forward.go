@@ -10,12 +10,12 @@ import (
 
 var valEmpty = []string{""}
 
-// forward sends the request upstream and streams the response back. It is
-// the innermost layer.
 // headerSetter is a ResponseWriter that takes a header map as its own
 // (proxy/h2's), so a response's header is passed on without a copy.
 type headerSetter interface{ SetHeader(http.Header) }
 
+// forward sends the request upstream and streams the response back. It is
+// the innermost layer.
 func (p *Proxy) forward(c *call) error {
 	r := c.r
 	out := r.WithContext(c) // shallow: shares r.Header, already stripped of hop-by-hop fields
