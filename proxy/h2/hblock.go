@@ -51,14 +51,16 @@ type headerDecoder struct {
 	invalid               error
 }
 
+const stringSlack = 64 << 10
+
 func newHeaderDecoder(fr *http2.Framer, max uint32) *headerDecoder {
 	d := &headerDecoder{fr: fr, max: max}
 	d.dec = hpack.NewDecoder(4096, d.emit)
-	// A string up to twice the limit is decoded, so that one field over
-	// the limit is dropped by the size check (the block is truncated: a
-	// server answers 431) rather than ending the connection; a longer one
-	// is a COMPRESSION_ERROR, as in x/net, without being allocated.
-	d.dec.SetMaxStringLength(2 * int(max))
+	// A string up to 64 KiB past the limit is decoded, so that one field
+	// over the limit is dropped by the size check (the block is truncated:
+	// a server answers 431) rather than ending the connection; a longer
+	// one is a COMPRESSION_ERROR, as in x/net, without being allocated.
+	d.dec.SetMaxStringLength(int(max) + stringSlack)
 	return d
 }
 
@@ -117,6 +119,9 @@ func validWireName(v string) bool {
 // *headerBlock it starts, with its CONTINUATIONs read and decoded. The
 // block is valid until the next call.
 func (d *headerDecoder) readFrame() (http2.Frame, error) {
+	if d.blk.HeadersFrame != nil {
+		d.release() // a block that ended in an error: the loops release the others
+	}
 	fh, err := d.fr.ReadFrameHeader()
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package h2
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"net"
 	"runtime"
 	"sync"
@@ -191,17 +192,33 @@ func (w *writer) writeControl() {
 func (w *writer) setErr(err error) {
 	if err != nil && w.err == nil {
 		w.err = err
-		w.c.Close()
+		closeNow(w.c)
 	}
 }
 
-// flushFinal writes the queued control frames (a last GOAWAY) before the
-// connection is closed, waiting at most d for a peer that does not read:
-// a writer stuck on it fails at the deadline and frees the lock.
+// closeNow closes c at once. A TLS connection's own Close first sends
+// close_notify, which on a peer that stopped reading waits up to 5 s: here
+// with the write lock held. Its socket is closed instead.
+func closeNow(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		tc.NetConn().Close()
+		return
+	}
+	c.Close()
+}
+
+// flushFinal writes the queued control frames (a last GOAWAY) and
+// everything buffered before the connection is closed, whoever else was
+// to flush, waiting at most d for a peer that does not read: a writer
+// stuck on it fails at the deadline and frees the lock.
 func (w *writer) flushFinal(d time.Duration) {
 	w.c.SetWriteDeadline(time.Now().Add(d))
 	w.lock()
-	w.unlock()
+	w.writeControl()
+	if w.err == nil && w.bw.Buffered() > 0 {
+		w.setErr(w.bw.Flush())
+	}
+	w.mu.Unlock()
 }
 
 func (q *ctlQueue) pending() bool {

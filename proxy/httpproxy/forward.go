@@ -93,13 +93,13 @@ func (p *Proxy) forward(c *call) error {
 	if err != nil {
 		return err
 	}
+	c.grpcStatus = grpcStatusOf(res) // before the trailers join dst, which may be res.Header
 	for k, vv := range res.Trailer {
 		if !slices.Contains(declared, k) {
 			k = trailerKey(k)
 		}
 		dst[k] = vv
 	}
-	c.grpcStatus = grpcStatusOf(res)
 	return nil
 }
 
