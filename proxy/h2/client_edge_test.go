@@ -99,14 +99,17 @@ func TestClientResponseThenWriteError(t *testing.T) {
 	}
 }
 
-// TestClientRefusedStream: a stream the server refuses (REFUSED_STREAM)
-// fails with ErrRefused, so a pool may retry it elsewhere (api.go).
-func TestClientRefusedStream(t *testing.T) {
+// rawH2Server accepts one connection on a new loopback listener and plays
+// an HTTP/2 server by hand: it reads the preface, sends its SETTINGS, runs
+// start, then gives every frame to onFrame until that returns false or the
+// connection ends. done closes when it returns.
+func rawH2Server(t *testing.T, start func(fr *http2.Framer), onFrame func(fr *http2.Framer, f http2.Frame) bool) (addr string, done <-chan struct{}) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -115,25 +118,38 @@ func TestClientRefusedStream(t *testing.T) {
 			return
 		}
 		defer sc.Close()
+		sc.SetReadDeadline(time.Now().Add(5 * time.Second))
 		pre := make([]byte, len(http2.ClientPreface))
 		if _, err := io.ReadFull(sc, pre); err != nil {
 			return
 		}
 		fr := http2.NewFramer(sc, sc)
 		fr.WriteSettings()
+		if start != nil {
+			start(fr)
+		}
 		for {
 			f, err := fr.ReadFrame()
-			if err != nil {
+			if err != nil || !onFrame(fr, f) {
 				return
-			}
-			if h, ok := f.(*http2.HeadersFrame); ok {
-				fr.WriteRSTStream(h.StreamID, http2.ErrCodeRefusedStream)
 			}
 		}
 	}()
-	cc := dialClient(t, ln.Addr().String(), h2.ClientConfig{})
-	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
-	_, err = cc.RoundTrip(req)
+	return ln.Addr().String(), served
+}
+
+// TestClientRefusedStream: a stream the server refuses (REFUSED_STREAM)
+// fails with ErrRefused, so a pool may retry it elsewhere (api.go).
+func TestClientRefusedStream(t *testing.T) {
+	addr, served := rawH2Server(t, nil, func(fr *http2.Framer, f http2.Frame) bool {
+		if h, ok := f.(*http2.HeadersFrame); ok {
+			fr.WriteRSTStream(h.StreamID, http2.ErrCodeRefusedStream)
+		}
+		return true
+	})
+	cc := dialClient(t, addr, h2.ClientConfig{})
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	_, err := cc.RoundTrip(req)
 	if !errors.Is(err, h2.ErrRefused) {
 		t.Errorf("refused stream: %v, want ErrRefused", err)
 	}
@@ -145,48 +161,28 @@ func TestClientRefusedStream(t *testing.T) {
 // stream the client never opened, an even one) ends the connection with a
 // GOAWAY PROTOCOL_ERROR that reaches the server before the close.
 func TestClientGoAwayBeforeClose(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	got := make(chan http2.ErrCode, 1)
-	go func() {
-		defer close(got)
-		sc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer sc.Close()
-		pre := make([]byte, len(http2.ClientPreface))
-		if _, err := io.ReadFull(sc, pre); err != nil {
-			return
-		}
-		fr := http2.NewFramer(sc, sc)
-		fr.WriteSettings()
+	addr, served := rawH2Server(t, func(fr *http2.Framer) {
 		var hbuf bytes.Buffer
 		enc := hpack.NewEncoder(&hbuf)
 		enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
 		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 2, BlockFragment: hbuf.Bytes(), EndHeaders: true, EndStream: true})
-		sc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		for {
-			f, err := fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			if ga, ok := f.(*http2.GoAwayFrame); ok {
-				got <- ga.ErrCode
-				return
-			}
+	}, func(fr *http2.Framer, f http2.Frame) bool {
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			got <- ga.ErrCode
+			return false
 		}
-	}()
-	cc := dialClient(t, ln.Addr().String(), h2.ClientConfig{})
+		return true
+	})
+	cc := dialClient(t, addr, h2.ClientConfig{})
 	defer cc.Close()
-	code, ok := <-got
-	if !ok {
+	<-served
+	select {
+	case code := <-got:
+		if code != http2.ErrCodeProtocol {
+			t.Errorf("GOAWAY %v, want PROTOCOL_ERROR", code)
+		}
+	default:
 		t.Fatal("the connection closed without a GOAWAY")
-	}
-	if code != http2.ErrCodeProtocol {
-		t.Errorf("GOAWAY %v, want PROTOCOL_ERROR", code)
 	}
 }
