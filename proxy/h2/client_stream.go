@@ -134,7 +134,7 @@ func (cc *ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	if inline && !endOnHeaders {
 		w.writeData(cs.id, trailers == nil, first)
 		if trailers != nil {
-			w.writeHeaders(cs.id, true, func(enc *hpack.Encoder) { encodeHeader(enc, trailers, nil) })
+			w.writeHeaders(cs.id, true, func(enc *encoder) { encodeHeader(enc, trailers, nil) })
 		}
 	}
 	err := w.unlock()
@@ -205,7 +205,7 @@ func closeBody(req *http.Request) {
 }
 
 // encodeHeaders writes the request's header block (lock held).
-func (cs *clientStream) encodeHeaders(enc *hpack.Encoder) {
+func (cs *clientStream) encodeHeaders(enc *encoder) {
 	req := cs.req
 	host := req.Host
 	if host == "" {
@@ -292,7 +292,7 @@ func (cs *clientStream) writeBody(first []byte, bp *[]byte, trailers http.Header
 				w.writeData(cs.id, end && trailers == nil, part)
 			}
 			if end && trailers != nil {
-				w.writeHeaders(cs.id, true, func(enc *hpack.Encoder) { encodeHeader(enc, trailers, nil) })
+				w.writeHeaders(cs.id, true, func(enc *encoder) { encodeHeader(enc, trailers, nil) })
 			}
 			err := w.unlock()
 			if err != nil {

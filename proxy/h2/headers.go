@@ -58,7 +58,7 @@ func connectionSpecific(k string) bool {
 // encodeHeader writes the fields of h to enc: names lower-cased, fields
 // HTTP/2 forbids (and those skip names) left out, invalid names or values
 // dropped rather than sent, and TE kept only as "trailers".
-func encodeHeader(enc *hpack.Encoder, h http.Header, skip func(k string) bool) {
+func encodeHeader(enc *encoder, h http.Header, skip func(k string) bool) {
 	for k, vv := range h {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			continue

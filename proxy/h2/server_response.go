@@ -69,7 +69,7 @@ func (rw *responseWriter) writeInterim(code int) {
 	w := st.sc.w
 	w.lock()
 	if !st.reset.Load() {
-		w.writeHeaders(st.id, false, func(enc *hpack.Encoder) {
+		w.writeHeaders(st.id, false, func(enc *encoder) {
 			enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(code)})
 			encodeHeader(enc, rw.header, nil)
 		})
@@ -218,7 +218,7 @@ func (rw *responseWriter) send(data []byte, end bool) error {
 			w.writeData(st.id, last && end && trailers == nil, chunk)
 		}
 		if last && end && trailers != nil {
-			w.writeHeaders(st.id, true, func(enc *hpack.Encoder) { encodeHeader(enc, trailers, nil) })
+			w.writeHeaders(st.id, true, func(enc *encoder) { encodeHeader(enc, trailers, nil) })
 		}
 		if err := w.unlock(); err != nil {
 			return err
@@ -232,7 +232,7 @@ func (rw *responseWriter) send(data []byte, end bool) error {
 // when the handler has already set the values of declared trailers: those
 // names are left out of the head, as net/http leaves out what was set after
 // WriteHeader.
-func (rw *responseWriter) encodeHeaders(enc *hpack.Encoder) {
+func (rw *responseWriter) encodeHeaders(enc *encoder) {
 	enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(rw.status)})
 	var skip func(string) bool
 	if decl := rw.header["Trailer"]; len(decl) > 0 {

@@ -357,7 +357,7 @@ func (b *requestBody) Close() error {
 func (sc *serverConn) writeContinue(st *serverStream) {
 	sc.w.lock()
 	if !st.reset.Load() && !st.responded.Load() {
-		sc.w.writeHeaders(st.id, false, func(enc *hpack.Encoder) {
+		sc.w.writeHeaders(st.id, false, func(enc *encoder) {
 			enc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
 		})
 	}

@@ -2,7 +2,6 @@ package h2
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"net"
 	"runtime"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // writer is a connection's write side. Streams write their frames with the
@@ -39,8 +37,7 @@ type writer struct {
 	async   atomic.Bool  // a goroutine of kickAsync is running
 	bw      *bufio.Writer
 	fr      *http2.Framer // its writes go to bw; the connection's reader uses its reads
-	enc     *hpack.Encoder
-	hbuf    bytes.Buffer
+	enc     *encoder
 	pending bool          // a writer has yielded and will flush; the lock is held to change it
 	err     error         // first write error; every later write fails with it
 	maxSend atomic.Uint32 // the peer's SETTINGS_MAX_FRAME_SIZE
@@ -77,7 +74,7 @@ func newWriter(c net.Conn, r *bufio.Reader, size int) *writer {
 	w := &writer{c: c, bw: bufio.NewWriterSize(c, size)}
 	w.maxSend.Store(16384)
 	w.fr = http2.NewFramer(w.bw, r)
-	w.enc = hpack.NewEncoder(&w.hbuf)
+	w.enc = newEncoder()
 	return w
 }
 
@@ -296,13 +293,16 @@ func (w *writer) queueWindow(id, n uint32) {
 // stream id; the lock is held. The encoder's state changes with every
 // block, so blocks must reach the wire in the order they are encoded: both
 // happen under the lock.
-func (w *writer) writeHeaders(id uint32, endStream bool, fields func(enc *hpack.Encoder)) error {
+func (w *writer) writeHeaders(id uint32, endStream bool, fields func(enc *encoder)) error {
 	if w.err != nil {
 		return w.err
 	}
-	w.hbuf.Reset()
+	w.enc.buf = w.enc.buf[:0]
 	fields(w.enc)
-	block := w.hbuf.Bytes()
+	block := w.enc.buf
+	if cap(block) > 64<<10 {
+		w.enc.buf = nil // one huge block does not stay with the connection
+	}
 	max := int(w.maxSend.Load())
 	first := true
 	for first || len(block) > 0 {
