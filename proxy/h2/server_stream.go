@@ -238,7 +238,7 @@ func (sc *serverConn) newRequest(f *headerBlock) (*http.Request, *serverStream, 
 	case path == "*" && method == http.MethodOptions:
 		u = &url.URL{Path: "*"}
 	default:
-		u, err = url.ParseRequestURI(path)
+		u, err = requestURL(path)
 		if err != nil || path[0] != '/' {
 			return nil, nil, http2.ErrCodeProtocol, "bad_path"
 		}
