@@ -143,15 +143,21 @@ type routeKey struct {
 
 // route holds the resolved metric handles of one label set, so the hot path
 // does no label hashing: requests and latency directly, responses through a
-// small map of the (few) status combinations seen.
+// small map of the (few) status combinations seen, the last one used first.
 type route struct {
 	key      routeKey
 	m        *metrics
 	requests prometheus.Counter
 	latency  prometheus.Observer
 
+	last      atomic.Pointer[respCounter]
 	mu        sync.RWMutex
-	responses map[respKey]prometheus.Counter
+	responses map[respKey]*respCounter
+}
+
+type respCounter struct {
+	key respKey
+	c   prometheus.Counter
 }
 
 type respKey struct {
@@ -179,7 +185,7 @@ func (m *metrics) route(k routeKey) *route {
 		m:         m,
 		requests:  m.requests.WithLabelValues(lv...),
 		latency:   m.latency.WithLabelValues(lv...),
-		responses: make(map[respKey]prometheus.Counter),
+		responses: make(map[respKey]*respCounter),
 	}
 	v, loaded := m.routes.LoadOrStore(k, r)
 	if !loaded {
@@ -216,19 +222,28 @@ func (k *routeKey) labelValues() []string {
 // response counts one finished response.
 func (r *route) response(status int, failure bool, grpc string) {
 	k := respKey{status, failure, grpc}
+	if rc := r.last.Load(); rc != nil && rc.key == k {
+		rc.c.Inc()
+		return
+	}
 	r.mu.RLock()
-	c := r.responses[k]
+	rc := r.responses[k]
 	r.mu.RUnlock()
-	if c == nil {
+	if rc == nil {
 		class := "success"
 		if failure {
 			class = "failure"
 		}
 		lv := append(r.key.labelValues(), strconv.Itoa(status), class, grpc)
-		c = r.m.responses.WithLabelValues(lv...)
+		rc = &respCounter{k, r.m.responses.WithLabelValues(lv...)}
 		r.mu.Lock()
-		r.responses[k] = c
+		if old := r.responses[k]; old != nil {
+			rc = old
+		} else {
+			r.responses[k] = rc
+		}
 		r.mu.Unlock()
 	}
-	c.Inc()
+	r.last.Store(rc)
+	rc.c.Inc()
 }

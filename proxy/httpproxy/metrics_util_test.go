@@ -75,3 +75,31 @@ func TestAuthorityLabelSafe(t *testing.T) {
 		}
 	}
 }
+
+// Responses are counted under their own status, classification and
+// grpc-status however they alternate (the last one seen is looked up first).
+func TestRouteResponsesAlternate(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := m.route(routeKey{dir: Inbound, authority: "web:80"})
+	seq := []respKey{{200, false, ""}, {200, false, ""}, {404, false, ""}, {200, false, "0"}, {200, true, "14"},
+		{200, false, ""}, {404, false, ""}, {404, false, ""}}
+	want := map[respKey]float64{}
+	for _, k := range seq {
+		r.response(k.status, k.failure, k.grpc)
+		want[k]++
+	}
+	for k, n := range want {
+		class := "success"
+		if k.failure {
+			class = "failure"
+		}
+		labels := map[string]string{"authority": "web:80", "status_code": fmt.Sprint(k.status), "classification": class, "grpc_status": k.grpc}
+		if got := metricValue(t, reg, "meshlet_response_total", labels); got != n {
+			t.Errorf("%+v: counted %v, want %v", k, got, n)
+		}
+	}
+}
