@@ -36,6 +36,8 @@ type config struct {
 	paths    string
 	loader   string
 	fortio   string
+	repeat   int
+	maxSteal float64
 }
 
 func main() {
@@ -50,7 +52,12 @@ func main() {
 	flag.StringVar(&c.paths, "paths", "direct,1proxy,mesh", "paths to run (direct is always run: the others are compared with it)")
 	flag.IntVar(&c.procs, "proxy-cores", -1, "MESHLET_PROXY_CORES of the proxies (0: one per CPU; -1: the proxy's default, 1)")
 	flag.StringVar(&c.profile, "profile", "", "folder for CPU profiles of the proxies taken during each maximum-rate phase (the proxies then run with --admin-pprof)")
+	flag.IntVar(&c.repeat, "repeat", 1, "runs of every row; with more than one, the report gives each figure's median over the runs (and the CPU's range)")
+	flag.Float64Var(&c.maxSteal, "max-steal", 0, "a phase in which the hypervisor stole more than this % of the machine's CPU is run again, up to 4 times (0: never)")
 	flag.Parse()
+	if c.repeat < 1 {
+		c.repeat = 1
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, c); err != nil {
@@ -83,6 +90,7 @@ type row struct {
 	rssIdle, rssLoad int64
 	steal            float64 // % of the machine's CPU stolen by the hypervisor during the maximum-rate phase
 	stealFixed       float64 // the same, during the fixed-rate phase
+	rep              int     // which of the -repeat runs
 }
 
 func run(ctx context.Context, c config) error {
@@ -166,87 +174,204 @@ func run(ctx context.Context, c config) error {
 	fmt.Printf("loadrun: app %s; loader %s; fixed rate %d req/s and maximum with %d concurrent requests, %v each; cores of each proxy: %s\n",
 		app, c.loader, c.rate, c.conns, c.duration, procs)
 	var rows []row
-	for _, proto := range strings.Split(c.protos, ",") {
-		for _, t := range targets {
-			if t.key != "direct" && !slices.Contains(strings.Split(c.paths, ","), t.key) {
-				continue
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			var ld loader = builtin{client(proto, c.conns)}
-			if c.loader == "fortio" {
-				ld = fortio{bin: c.fortio, dir: dir, h2: proto == "h2c"}
-			}
-			r := row{proto: proto, path: t.name}
-			var err error
-			if _, err = ld.fixed(ctx, t.url, c.rate, time.Second, 8); err != nil { // warm-up: connections, EWMA
-				return err
-			}
-			f0, fs0 := machineTicks()
-			if r.fixed, err = ld.fixed(ctx, t.url, c.rate, c.duration, 8); err != nil {
-				return err
-			}
-			f1, fs1 := machineTicks()
-			r.stealFixed = stealShare(f0, fs0, f1, fs1)
-			before, io0 := cpuOf(t.pids()), ioOf(t.pids())
-			total0, steal0 := machineTicks()
-			profiled := profile(ctx, c, proto, t)
-			r.max, err = ld.max(ctx, t.url, c.duration, c.conns)
-			total1, steal1 := machineTicks()
-			r.steal = stealShare(total0, steal0, total1, steal1)
-			if perr := <-profiled; err == nil {
-				err = perr
-			}
-			if err != nil {
-				return err
-			}
-			if len(t.proxies) > 0 && r.max.sent > 0 {
-				r.cpuPer10k = (cpuOf(t.pids()) - before) * 10000 / time.Duration(r.max.sent)
-				r.ioPerReq = float64(ioOf(t.pids())-io0) / float64(r.max.sent)
-				for _, pid := range t.pids() {
-					n, _ := rss(pid)
-					r.rssLoad = max(r.rssLoad, n)
-					r.rssIdle = max(r.rssIdle, idle[pid])
+	for rep := 1; rep <= c.repeat; rep++ {
+		for _, proto := range strings.Split(c.protos, ",") {
+			for _, t := range targets {
+				if t.key != "direct" && !slices.Contains(strings.Split(c.paths, ","), t.key) {
+					continue
 				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r, err := measure(ctx, c, proto, t, dir, idle)
+				if err != nil {
+					return err
+				}
+				r.rep = rep
+				rows = append(rows, r)
 			}
-			fmt.Printf("  %-6s %-24s fixed: %v\n  %-6s %-24s max:   %v\n", proto, t.name, r.fixed, "", "", r.max)
-			rows = append(rows, r)
 		}
 	}
 	stopMesh()
 	if err := <-upErr; err != nil {
 		return fmt.Errorf("the mesh failed: %w", err)
 	}
-	report(rows, c.rate)
+	report(rows, c.rate, c.repeat)
 	return nil
 }
 
-func report(rows []row, rate int) {
-	fmt.Println()
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tPROXY CPU/10k REQ\tI/O CALLS/REQ\tPROXY RSS IDLE/LOAD\tFAILED\tSTEAL FIXED/MAX\n", rate, rate)
-	var direct row
+// maxTries bounds the runs of a phase -max-steal sends again.
+const maxTries = 4
+
+// measure loads one path with one protocol: a warm-up, the fixed-rate
+// phase, then the maximum-rate phase with the proxies' CPU, system calls and
+// memory. With -max-steal, a phase the hypervisor stole more of is run
+// again, up to maxTries times.
+func measure(ctx context.Context, c config, proto string, t target, dir string, idle map[int]int64) (row, error) {
+	var ld loader = builtin{client(proto, c.conns)}
+	if c.loader == "fortio" {
+		ld = fortio{bin: c.fortio, dir: dir, h2: proto == "h2c"}
+	}
+	r := row{proto: proto, path: t.name}
+	if _, err := ld.fixed(ctx, t.url, c.rate, time.Second, 8); err != nil { // warm-up: connections, EWMA
+		return r, err
+	}
+	for try := 1; ; try++ {
+		f0, fs0 := machineTicks()
+		res, err := ld.fixed(ctx, t.url, c.rate, c.duration, 8)
+		if err != nil {
+			return r, err
+		}
+		f1, fs1 := machineTicks()
+		r.fixed, r.stealFixed = res, stealShare(f0, fs0, f1, fs1)
+		if !c.stolen(r.stealFixed, try, proto, t.name, "fixed") {
+			break
+		}
+	}
+	for try := 1; ; try++ {
+		before, io0 := cpuOf(t.pids()), ioOf(t.pids())
+		total0, steal0 := machineTicks()
+		profiled := profile(ctx, c, proto, t)
+		res, err := ld.max(ctx, t.url, c.duration, c.conns)
+		total1, steal1 := machineTicks()
+		if perr := <-profiled; err == nil {
+			err = perr
+		}
+		if err != nil {
+			return r, err
+		}
+		r.max, r.steal = res, stealShare(total0, steal0, total1, steal1)
+		if len(t.proxies) > 0 && r.max.sent > 0 {
+			r.cpuPer10k = (cpuOf(t.pids()) - before) * 10000 / time.Duration(r.max.sent)
+			r.ioPerReq = float64(ioOf(t.pids())-io0) / float64(r.max.sent)
+			for _, pid := range t.pids() {
+				n, _ := rss(pid)
+				r.rssLoad = max(r.rssLoad, n)
+				r.rssIdle = max(r.rssIdle, idle[pid])
+			}
+		}
+		if !c.stolen(r.steal, try, proto, t.name, "max") {
+			break
+		}
+	}
+	fmt.Printf("  %-6s %-24s fixed: %v\n  %-6s %-24s max:   %v\n", proto, t.name, r.fixed, "", "", r.max)
+	return r, nil
+}
+
+// stolen reports whether a phase with this steal should run again.
+func (c config) stolen(steal float64, try int, proto, path, phase string) bool {
+	if c.maxSteal <= 0 || steal <= c.maxSteal {
+		return false
+	}
+	if try >= maxTries {
+		fmt.Printf("  %-6s %-24s %s: steal %.0f%% after %d tries; kept\n", proto, path, phase, steal, try)
+		return false
+	}
+	fmt.Printf("  %-6s %-24s %s: steal %.0f%% > %.0f%%; again\n", proto, path, phase, steal, c.maxSteal)
+	return true
+}
+
+// figures are one row's numbers as the report prints them, the latency
+// and throughput compared with direct's in the same run.
+type figures struct {
+	p50, p99, add50, add99 float64 // ms
+	rps, ofDirect          float64
+	cpu, io                float64 // ms per 10k requests; calls per request
+	rssIdle, rssLoad       float64 // MB
+	failed                 int64
+	stealFixed, steal      float64
+}
+
+func figuresOf(r, direct row) figures {
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	return figures{
+		p50: ms(r.fixed.quantile(0.5)), p99: ms(r.fixed.quantile(0.99)),
+		add50: ms(r.fixed.quantile(0.5) - direct.fixed.quantile(0.5)),
+		add99: ms(r.fixed.quantile(0.99) - direct.fixed.quantile(0.99)),
+		rps:   r.max.rps(), ofDirect: 100 * r.max.rps() / direct.max.rps(),
+		cpu: float64(r.cpuPer10k.Milliseconds()), io: r.ioPerReq,
+		rssIdle: float64(r.rssIdle) / 1e6, rssLoad: float64(r.rssLoad) / 1e6,
+		failed: r.fixed.failed + r.max.failed, stealFixed: r.stealFixed, steal: r.steal,
+	}
+}
+
+func report(rows []row, rate, repeat int) {
+	// Each row against the direct row of its run and protocol.
+	direct := map[string]row{}
+	var keys []string
+	runs := map[string][]figures{}
+	var all []figures
 	for _, r := range rows {
 		if r.path == "direct" {
-			direct = r
+			direct[fmt.Sprint(r.rep, r.proto)] = r
 		}
-		add50 := r.fixed.quantile(0.5) - direct.fixed.quantile(0.5)
-		add99 := r.fixed.quantile(0.99) - direct.fixed.quantile(0.99)
-		cpu, mem, calls := "-", "-", "-"
-		if r.cpuPer10k > 0 {
-			cpu = fmt.Sprintf("%d ms", r.cpuPer10k.Milliseconds())
-			calls = fmt.Sprintf("%.1f", r.ioPerReq)
-			mem = fmt.Sprintf("%.1f / %.1f MB", float64(r.rssIdle)/1e6, float64(r.rssLoad)/1e6)
+		f := figuresOf(r, direct[fmt.Sprint(r.rep, r.proto)])
+		k := r.proto + "\t" + r.path
+		if _, ok := runs[k]; !ok {
+			keys = append(keys, k)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%v\t%v\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%s\t%d\t%.0f%% / %.0f%%\n", r.proto, r.path,
-			r.fixed.quantile(0.5).Round(time.Microsecond), r.fixed.quantile(0.99).Round(time.Microsecond),
-			float64(add50)/1e6, float64(add99)/1e6, r.max.rps(), 100*r.max.rps()/direct.max.rps(), cpu, calls, mem,
-			r.fixed.failed+r.max.failed, r.stealFixed, r.steal)
+		runs[k] = append(runs[k], f)
+		all = append(all, f)
+	}
+	header := fmt.Sprintf("PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tPROXY CPU/10k REQ\tI/O CALLS/REQ\tPROXY RSS IDLE/LOAD\tFAILED\tSTEAL FIXED/MAX\n", rate, rate)
+	fmt.Println()
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	if repeat > 1 {
+		fmt.Fprint(w, "RUN\t"+header)
+		for i, r := range rows {
+			fmt.Fprintf(w, "%d\t%s\t%s\n", r.rep, r.proto+"\t"+r.path, all[i].cells(""))
+		}
+		w.Flush()
+		fmt.Printf("\nMedians of %d runs (CPU: median, and lowest–highest):\n", repeat)
+	}
+	fmt.Fprint(w, header)
+	for _, k := range keys {
+		fs := runs[k]
+		med := func(get func(f figures) float64) float64 {
+			v := make([]float64, len(fs))
+			for i, f := range fs {
+				v[i] = get(f)
+			}
+			slices.Sort(v)
+			if len(v)%2 == 1 {
+				return v[len(v)/2]
+			}
+			return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		}
+		m := figures{
+			p50: med(func(f figures) float64 { return f.p50 }), p99: med(func(f figures) float64 { return f.p99 }),
+			add50: med(func(f figures) float64 { return f.add50 }), add99: med(func(f figures) float64 { return f.add99 }),
+			rps: med(func(f figures) float64 { return f.rps }), ofDirect: med(func(f figures) float64 { return f.ofDirect }),
+			cpu: med(func(f figures) float64 { return f.cpu }), io: med(func(f figures) float64 { return f.io }),
+			rssIdle: med(func(f figures) float64 { return f.rssIdle }), rssLoad: med(func(f figures) float64 { return f.rssLoad }),
+			stealFixed: med(func(f figures) float64 { return f.stealFixed }), steal: med(func(f figures) float64 { return f.steal }),
+		}
+		lo, hi := fs[0].cpu, fs[0].cpu
+		for _, f := range fs {
+			m.failed += f.failed
+			lo, hi = min(lo, f.cpu), max(hi, f.cpu)
+		}
+		span := ""
+		if len(fs) > 1 && m.cpu > 0 {
+			span = fmt.Sprintf(" (%.0f–%.0f)", lo, hi)
+		}
+		fmt.Fprintf(w, "%s\t%s\n", k, m.cells(span))
 	}
 	w.Flush()
 	fmt.Println("I/O CALLS: the proxies' read and write system calls per request during the maximum-rate phase (both proxies on the mesh path).")
 	fmt.Println("STEAL: CPU time the hypervisor gave other guests during the fixed-rate and the maximum-rate phase; above a few percent, the latency (fixed) or throughput and CPU (max) figures of that row are not comparable.")
+}
+
+// cells formats f as the report's columns after PROTO and PATH.
+func (f figures) cells(cpuSpan string) string {
+	cpu, mem, calls := "-", "-", "-"
+	if f.cpu > 0 {
+		cpu = fmt.Sprintf("%.0f ms%s", f.cpu, cpuSpan)
+		calls = fmt.Sprintf("%.1f", f.io)
+		mem = fmt.Sprintf("%.1f / %.1f MB", f.rssIdle, f.rssLoad)
+	}
+	return fmt.Sprintf("%.3fms\t%.3fms\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%s\t%d\t%.0f%% / %.0f%%",
+		f.p50, f.p99, f.add50, f.add99, f.rps, f.ofDirect, cpu, calls, mem, f.failed, f.stealFixed, f.steal)
 }
 
 func ioOf(pids []int) int64 {
