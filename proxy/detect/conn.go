@@ -3,24 +3,30 @@ package detect
 import (
 	"net"
 	"sync"
+
+	"github.com/meshlet/meshlet/proxy/rawio"
 )
 
 // Conn is a connection whose first bytes were read for detection. Reads
-// return those bytes first, then continue on the socket. All other methods
-// are the TCP connection's.
+// return those bytes first, then continue on the socket. Reads and writes
+// use raw system calls (package rawio); all other methods are the TCP
+// connection's.
 //
 // Conn is not safe for concurrent Reads (no net.Conn is, usefully), but
 // Close, Write and deadlines may be called from other goroutines as usual.
 type Conn struct {
 	*net.TCPConn
+	rw   net.Conn          // the socket's reads and writes: a *rawio.Conn, or TCPConn
 	buf  *[BufferSize]byte // pooled; nil once the peeked bytes are consumed
 	head []byte            // unread peeked bytes, a window into buf
 }
 
+func newConn(c *net.TCPConn) *Conn { return &Conn{TCPConn: c, rw: rawio.Wrap(c)} }
+
 // Read returns the peeked bytes first, then reads from the socket.
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(c.head) == 0 {
-		return c.TCPConn.Read(p)
+		return c.rw.Read(p)
 	}
 	n := copy(p, c.head)
 	c.head = c.head[n:]
@@ -29,6 +35,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// Write writes to the socket.
+func (c *Conn) Write(p []byte) (int, error) { return c.rw.Write(p) }
 
 // Peeked returns the bytes read for detection and not yet consumed by Read.
 // The slice is valid until the next Read or Detach.

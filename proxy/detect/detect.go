@@ -86,7 +86,7 @@ func Detect(c *net.TCPConn, timeout time.Duration) (*Conn, Result, error) {
 		return nil, Result{}, fmt.Errorf("detect: clear deadline: %w", err)
 	}
 	res.Bytes = n
-	dc := &Conn{TCPConn: c}
+	dc := newConn(c)
 	if n == 0 {
 		bufPool.Put(buf)
 	} else {
@@ -97,7 +97,7 @@ func Detect(c *net.TCPConn, timeout time.Duration) (*Conn, Result, error) {
 
 // Wrap returns c as a Conn with nothing peeked, for connections that skip
 // detection (opaque ports) but go through the same code afterwards.
-func Wrap(c *net.TCPConn) *Conn { return &Conn{TCPConn: c} }
+func Wrap(c *net.TCPConn) *Conn { return newConn(c) }
 
 // helloEnd returns how many bytes the TLS record b starts with spans
 // (header included), capped at the buffer size: a larger ClientHello is

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshlet/meshlet/proxy/h2"
 	"github.com/meshlet/meshlet/proxy/meshtls"
+	"github.com/meshlet/meshlet/proxy/rawio"
 )
 
 // upstream selects how a request leaves the proxy.
@@ -131,7 +132,7 @@ func (u *upstreams) dialTCP(ctx context.Context, addr string) (net.Conn, error) 
 	if err != nil {
 		return nil, &dialError{err: err}
 	}
-	return c, nil
+	return rawio.Wrap(c), nil
 }
 
 // dialMesh connects to a meshed proxy at addr with mTLS, requiring the
@@ -151,7 +152,7 @@ func (u *upstreams) dialMesh(ctx context.Context, addr, alpn string) (*tls.Conn,
 	if err != nil {
 		return nil, &dialError{err: err}
 	}
-	tc := tls.Client(raw, meshtls.ClientConfig(u.cfg.Identity, c.peer, alpn))
+	tc := tls.Client(rawio.Wrap(raw), meshtls.ClientConfig(u.cfg.Identity, c.peer, alpn))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, &dialError{tls: true, err: err}
