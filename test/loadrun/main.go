@@ -85,8 +85,9 @@ func (t target) pids() []int {
 type row struct {
 	proto, path      string
 	fixed, max       *result
-	cpuPer10k        time.Duration
-	ioPerReq         float64 // the proxies' read and write system calls per request
+	cpuPer10k        time.Duration // the proxies' CPU per 10k requests at the maximum rate
+	cpuFixed10k      time.Duration // and at the fixed rate
+	ioPerReq         float64       // the proxies' read and write system calls per request
 	rssIdle, rssLoad int64
 	steal            float64 // % of the machine's CPU stolen by the hypervisor during the maximum-rate phase
 	stealFixed       float64 // the same, during the fixed-rate phase
@@ -218,12 +219,16 @@ func measure(ctx context.Context, c config, proto string, t target, dir string, 
 	}
 	for try := 1; ; try++ {
 		f0, fs0 := machineTicks()
+		cpu0 := cpuOf(t.pids())
 		res, err := ld.fixed(ctx, t.url, c.rate, c.duration, 8)
 		if err != nil {
 			return r, err
 		}
 		f1, fs1 := machineTicks()
 		r.fixed, r.stealFixed = res, stealShare(f0, fs0, f1, fs1)
+		if len(t.proxies) > 0 && res.sent > 0 {
+			r.cpuFixed10k = (cpuOf(t.pids()) - cpu0) * 10000 / time.Duration(res.sent)
+		}
 		if !c.stolen(r.stealFixed, try, proto, t.name, "fixed") {
 			break
 		}
@@ -276,7 +281,7 @@ func (c config) stolen(steal float64, try int, proto, path, phase string) bool {
 type figures struct {
 	p50, p99, add50, add99 float64 // ms
 	rps, ofDirect          float64
-	cpu, io                float64 // ms per 10k requests; calls per request
+	cpu, cpuFixed, io      float64 // ms per 10k requests at max and at the fixed rate; calls per request
 	rssIdle, rssLoad       float64 // MB
 	failed                 int64
 	stealFixed, steal      float64
@@ -289,7 +294,7 @@ func figuresOf(r, direct row) figures {
 		add50: ms(r.fixed.quantile(0.5) - direct.fixed.quantile(0.5)),
 		add99: ms(r.fixed.quantile(0.99) - direct.fixed.quantile(0.99)),
 		rps:   r.max.rps(), ofDirect: 100 * r.max.rps() / direct.max.rps(),
-		cpu: float64(r.cpuPer10k.Milliseconds()), io: r.ioPerReq,
+		cpu: float64(r.cpuPer10k.Milliseconds()), cpuFixed: float64(r.cpuFixed10k.Milliseconds()), io: r.ioPerReq,
 		rssIdle: float64(r.rssIdle) / 1e6, rssLoad: float64(r.rssLoad) / 1e6,
 		failed: r.fixed.failed + r.max.failed, stealFixed: r.stealFixed, steal: r.steal,
 	}
@@ -313,7 +318,7 @@ func report(rows []row, rate, repeat int) {
 		runs[k] = append(runs[k], f)
 		all = append(all, f)
 	}
-	header := fmt.Sprintf("PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tPROXY CPU/10k REQ\tI/O CALLS/REQ\tPROXY RSS IDLE/LOAD\tFAILED\tSTEAL FIXED/MAX\n", rate, rate)
+	header := fmt.Sprintf("PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tCPU/10k @MAX\tCPU/10k @%d/s\tI/O CALLS/REQ\tPROXY RSS IDLE/LOAD\tFAILED\tSTEAL FIXED/MAX\n", rate, rate, rate)
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	if repeat > 1 {
@@ -342,7 +347,7 @@ func report(rows []row, rate, repeat int) {
 			p50: med(func(f figures) float64 { return f.p50 }), p99: med(func(f figures) float64 { return f.p99 }),
 			add50: med(func(f figures) float64 { return f.add50 }), add99: med(func(f figures) float64 { return f.add99 }),
 			rps: med(func(f figures) float64 { return f.rps }), ofDirect: med(func(f figures) float64 { return f.ofDirect }),
-			cpu: med(func(f figures) float64 { return f.cpu }), io: med(func(f figures) float64 { return f.io }),
+			cpu: med(func(f figures) float64 { return f.cpu }), cpuFixed: med(func(f figures) float64 { return f.cpuFixed }), io: med(func(f figures) float64 { return f.io }),
 			rssIdle: med(func(f figures) float64 { return f.rssIdle }), rssLoad: med(func(f figures) float64 { return f.rssLoad }),
 			stealFixed: med(func(f figures) float64 { return f.stealFixed }), steal: med(func(f figures) float64 { return f.steal }),
 		}
@@ -364,14 +369,15 @@ func report(rows []row, rate, repeat int) {
 
 // cells formats f as the report's columns after PROTO and PATH.
 func (f figures) cells(cpuSpan string) string {
-	cpu, mem, calls := "-", "-", "-"
+	cpu, cpuFixed, mem, calls := "-", "-", "-", "-"
 	if f.cpu > 0 {
 		cpu = fmt.Sprintf("%.0f ms%s", f.cpu, cpuSpan)
+		cpuFixed = fmt.Sprintf("%.0f ms", f.cpuFixed)
 		calls = fmt.Sprintf("%.1f", f.io)
 		mem = fmt.Sprintf("%.1f / %.1f MB", f.rssIdle, f.rssLoad)
 	}
-	return fmt.Sprintf("%.3fms\t%.3fms\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%s\t%d\t%.0f%% / %.0f%%",
-		f.p50, f.p99, f.add50, f.add99, f.rps, f.ofDirect, cpu, calls, mem, f.failed, f.stealFixed, f.steal)
+	return fmt.Sprintf("%.3fms\t%.3fms\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%s\t%s\t%d\t%.0f%% / %.0f%%",
+		f.p50, f.p99, f.add50, f.add99, f.rps, f.ofDirect, cpu, cpuFixed, calls, mem, f.failed, f.stealFixed, f.steal)
 }
 
 func ioOf(pids []int) int64 {
