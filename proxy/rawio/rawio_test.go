@@ -1,15 +1,24 @@
+//go:build unix
+
 package rawio
 
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/meshlet/meshlet/proxy/meshtls"
+	"github.com/meshlet/meshlet/proxy/meshtls/meshtlstest"
 )
 
 // pair returns a connected loopback pair: ours (raw) and the peer (a plain
@@ -150,16 +159,18 @@ func TestCloseWakesRead(t *testing.T) {
 	}
 }
 
-// Reads and writes from several goroutines at once (run with -race).
+// Reads and writes from several goroutines at once (run with -race). Each
+// Write is whole: the echoed stream is a sequence of the writers' records.
 func TestConcurrent(t *testing.T) {
 	c, peer := pair(t)
 	go io.Copy(peer, peer) // echo
 	const writers, each = 4, 1000
 	done := make(chan bool)
-	for range writers {
+	for w := range writers {
+		rec := []byte(fmt.Sprintf("%c123456789", 'A'+w))
 		go func() {
 			for range each {
-				if _, err := c.Write([]byte("0123456789")); err != nil {
+				if _, err := c.Write(rec); err != nil {
 					t.Error(err)
 					break
 				}
@@ -167,17 +178,123 @@ func TestConcurrent(t *testing.T) {
 			done <- true
 		}()
 	}
-	var total int
-	buf := make([]byte, 4096)
-	for total < writers*each*10 {
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatal(err)
+	got := make([]byte, writers*each*10)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[byte]int{}
+	for i := 0; i < len(got); i += 10 {
+		rec := got[i : i+10]
+		if string(rec[1:]) != "123456789" || rec[0] < 'A' || rec[0] >= 'A'+writers {
+			t.Fatalf("record %d is %q: writes were split or mixed", i/10, rec)
 		}
-		total += n
+		counts[rec[0]]++
+	}
+	for w := range writers {
+		if counts[byte('A'+w)] != each {
+			t.Errorf("writer %c: %d records, want %d", 'A'+w, counts[byte('A'+w)], each)
+		}
 	}
 	for range writers {
 		<-done
+	}
+}
+
+// Close, or a deadline moved into the past, ends a Read or Write waiting in
+// the netpoller (the HTTP/1 server ends a connection's read that way).
+func TestInterruptWaiting(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		write     bool
+		interrupt func(c *Conn)
+		want      error
+	}{
+		{"close read", false, func(c *Conn) { c.Close() }, net.ErrClosed},
+		{"close write", true, func(c *Conn) { c.Close() }, net.ErrClosed},
+		{"deadline read", false, func(c *Conn) { c.SetReadDeadline(time.Unix(1, 0)) }, os.ErrDeadlineExceeded},
+		{"deadline write", true, func(c *Conn) { c.SetWriteDeadline(time.Unix(1, 0)) }, os.ErrDeadlineExceeded},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, _ := pair(t) // the peer neither writes nor reads
+			done := make(chan error, 1)
+			go func() {
+				var err error
+				if c.write {
+					_, err = conn.Write(make([]byte, 64<<20))
+				} else {
+					_, err = conn.Read(make([]byte, 10))
+				}
+				done <- err
+			}()
+			time.Sleep(50 * time.Millisecond)
+			c.interrupt(conn)
+			select {
+			case err := <-done:
+				if !errors.Is(err, c.want) {
+					t.Errorf("got %v, want %v", err, c.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("still waiting")
+			}
+		})
+	}
+}
+
+// Empty reads and writes report a closed connection, and an empty write a
+// past deadline, as net.Conn's do.
+func TestEmptyCalls(t *testing.T) {
+	c, _ := pair(t)
+	c.SetWriteDeadline(time.Unix(1, 0))
+	if _, err := c.Write(nil); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("empty Write past its deadline: %v", err)
+	}
+	c.Close()
+	if _, err := c.Read(nil); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("empty Read on a closed conn: %v", err)
+	}
+	if _, err := c.Write(nil); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("empty Write on a closed conn: %v", err)
+	}
+}
+
+// A socket made blocking (os.File.Fd does it) is not wrapped: a raw call on
+// it could block where the runtime cannot see.
+func TestBlockingSocketNotWrapped(t *testing.T) {
+	c, _ := pair(t)
+	f, err := c.TCPConn.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Fd() // sets blocking mode on the shared open file
+	if _, err := New(c.TCPConn); !errors.Is(err, errBlocking) {
+		t.Errorf("New on a blocking socket: %v, want errBlocking", err)
+	}
+	if _, ok := Wrap(c.TCPConn).(*Conn); ok {
+		t.Error("Wrap wrapped a blocking socket")
+	}
+}
+
+// TLS runs over a wrapped connection as over a plain one.
+func TestTLS(t *testing.T) {
+	c, peer := pair(t)
+	ca := meshtlstest.NewCA(t, "example.org")
+	id := spiffeid.RequireFromString("spiffe://example.org/ns/default/sa/web")
+	src := ca.Source(t, id.String())
+	srv := tls.Server(peer, meshtls.ServerConfig(src, "h2"))
+	go func() {
+		io.Copy(srv, srv) // echo
+		srv.Close()
+	}()
+	cl := tls.Client(c, meshtls.ClientConfig(ca.Source(t, "spiffe://example.org/ns/default/sa/client"), id, "h2"))
+	msg := bytes.Repeat([]byte("meshlet "), 10000)
+	go cl.Write(msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(cl, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echo over TLS: %v", err)
+	}
+	if p := cl.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Errorf("ALPN %q", p)
 	}
 }
 
