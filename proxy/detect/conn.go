@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"io"
 	"net"
 	"sync"
 
@@ -35,6 +36,27 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// WriteTo copies the peeked bytes, then the socket, to w. Without it
+// io.Copy would take the TCP connection's own WriteTo and skip the peeked
+// bytes.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	if len(c.head) > 0 {
+		m, err := w.Write(c.head)
+		n += int64(m)
+		c.head = c.head[m:]
+		if err != nil {
+			return n, err
+		}
+		c.release()
+	}
+	m, err := io.Copy(w, readerOnly{c.rw})
+	return n + m, err
+}
+
+// readerOnly hides a reader's WriteTo from io.Copy.
+type readerOnly struct{ io.Reader }
 
 // Write writes to the socket.
 func (c *Conn) Write(p []byte) (int, error) { return c.rw.Write(p) }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/meshlet/meshlet/proxy/rawio"
 )
 
 // pair returns the two ends of a real loopback TCP connection.
@@ -163,5 +165,33 @@ func BenchmarkDetect(b *testing.B) {
 		if _, err := io.ReadFull(dc, sink); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// io.Copy from a Conn gives the peeked bytes first, then the rest of the
+// stream (the TCP connection's own WriteTo would skip them).
+func TestWriteToKeepsPeeked(t *testing.T) {
+	c, s := pair(t)
+	c.Write([]byte("GET / HTTP/1.1\r\n"))
+	dc, res, err := Detect(s, time.Second)
+	if err != nil || res.Protocol != HTTP1 {
+		t.Fatalf("Detect = %+v, %v", res, err)
+	}
+	c.Write([]byte("tail"))
+	c.CloseWrite()
+	var got bytes.Buffer
+	if _, err := io.Copy(&got, dc); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != "GET / HTTP/1.1\r\ntail" {
+		t.Errorf("io.Copy gave %q", got.String())
+	}
+}
+
+// A Conn reads and writes its socket through package rawio.
+func TestConnUsesRawIO(t *testing.T) {
+	_, s := pair(t)
+	if _, ok := Wrap(s).rw.(*rawio.Conn); !ok {
+		t.Errorf("Conn's socket I/O is a %T, not a *rawio.Conn", Wrap(s).rw)
 	}
 }
