@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"syscall"
+	"unsafe"
 )
 
 // connAlive reports whether an idle pooled connection can still carry a
@@ -24,9 +25,13 @@ func connAlive(c net.Conn) bool {
 	}
 	alive := false
 	err = rc.Read(func(fd uintptr) bool {
+		// A raw call, as the connection's reads and writes (package
+		// rawio): it cannot block, and syscall.Recvfrom would wake the
+		// runtime's monitor thread on every reuse.
 		var b [1]byte
-		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = errors.Is(rerr, syscall.EAGAIN)
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		alive = e == syscall.EAGAIN
 		return true
 	})
 	return err == nil && alive
