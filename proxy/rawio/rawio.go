@@ -21,10 +21,10 @@
 //     O_NONBLOCK; nothing may call File on a wrapped connection afterwards
 //     (os.File.Fd makes the socket blocking).
 //   - While a busy process does only raw calls, the monitor thread may sleep
-//     until the next timer (connections' deadlines and idle timers come
-//     every few seconds at most). Its other duties wait with it: taking the
-//     processor from a goroutine that ran 10 ms without yielding, for one.
-//     The proxy's goroutines block on I/O long before that.
+//     until a timer is due or a goroutine makes an ordinary system call (an
+//     accept, a dial, a log line): a minute at most. Its other duties wait
+//     with it: taking the processor from a goroutine that ran 10 ms without
+//     yielding, for one. The proxy's goroutines block on I/O long before.
 //
 // ReadFrom and WriteTo are the *net.TCPConn's (io.Copy takes them): correct,
 // with the runtime's bookkeeping.
