@@ -89,9 +89,10 @@ type row struct {
 	cpuFixed10k      time.Duration // and at the fixed rate
 	ioPerReq         float64       // the proxies' read and write system calls per request
 	rssIdle, rssLoad int64
-	steal            float64 // % of the machine's CPU stolen by the hypervisor during the maximum-rate phase
-	stealFixed       float64 // the same, during the fixed-rate phase
-	rep              int     // which of the -repeat runs
+	steal            float64   // % of the machine's CPU stolen by the hypervisor during the maximum-rate phase
+	stealFixed       float64   // the same, during the fixed-rate phase
+	proxyP99         []float64 // each proxy's own p99 at the fixed rate (ms), first on the path first
+	rep              int       // which of the -repeat runs
 }
 
 func run(ctx context.Context, c config) error {
@@ -220,11 +221,20 @@ func measure(ctx context.Context, c config, proto string, t target, dir string, 
 	for try := 1; ; try++ {
 		f0, fs0 := machineTicks()
 		cpu0 := cpuOf(t.pids())
+		hist0, err := scrapeAll(ctx, t)
+		if err != nil {
+			return r, err
+		}
 		res, err := ld.fixed(ctx, t.url, c.rate, c.duration, 8)
 		if err != nil {
 			return r, err
 		}
 		f1, fs1 := machineTicks()
+		hist1, err := scrapeAll(ctx, t)
+		if err != nil {
+			return r, err
+		}
+		r.proxyP99 = proxyP99(hist0, hist1)
 		r.fixed, r.stealFixed = res, stealShare(f0, fs0, f1, fs1)
 		if len(t.proxies) > 0 && res.sent > 0 {
 			r.cpuFixed10k = (cpuOf(t.pids()) - cpu0) * 10000 / time.Duration(res.sent)
@@ -285,6 +295,7 @@ type figures struct {
 	rssIdle, rssLoad       float64 // MB
 	failed                 int64
 	stealFixed, steal      float64
+	proxyP99               []float64 // ms, each proxy's own, first on the path first
 }
 
 func figuresOf(r, direct row) figures {
@@ -297,6 +308,7 @@ func figuresOf(r, direct row) figures {
 		cpu: float64(r.cpuPer10k.Milliseconds()), cpuFixed: float64(r.cpuFixed10k.Milliseconds()), io: r.ioPerReq,
 		rssIdle: float64(r.rssIdle) / 1e6, rssLoad: float64(r.rssLoad) / 1e6,
 		failed: r.fixed.failed + r.max.failed, stealFixed: r.stealFixed, steal: r.steal,
+		proxyP99: r.proxyP99,
 	}
 }
 
@@ -318,7 +330,7 @@ func report(rows []row, rate, repeat int) {
 		runs[k] = append(runs[k], f)
 		all = append(all, f)
 	}
-	header := fmt.Sprintf("PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tCPU/10k @MAX\tCPU/10k @%d/s\tI/O CALLS/REQ\tPROXY RSS IDLE/LOAD\tFAILED\tSTEAL FIXED/MAX\n", rate, rate, rate)
+	header := fmt.Sprintf("PROTO\tPATH\tp50@%d/s\tp99@%d/s\t+p50\t+p99\tMAX REQ/S\tOF DIRECT\tPROXY p99 @%d/s\tCPU/10k @MAX\tCPU/10k @%d/s\tI/O CALLS/REQ\tPROXY RSS IDLE/LOAD\tFAILED\tSTEAL FIXED/MAX\n", rate, rate, rate, rate)
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	if repeat > 1 {
@@ -351,6 +363,9 @@ func report(rows []row, rate, repeat int) {
 			rssIdle: med(func(f figures) float64 { return f.rssIdle }), rssLoad: med(func(f figures) float64 { return f.rssLoad }),
 			stealFixed: med(func(f figures) float64 { return f.stealFixed }), steal: med(func(f figures) float64 { return f.steal }),
 		}
+		for i := range fs[0].proxyP99 {
+			m.proxyP99 = append(m.proxyP99, med(func(f figures) float64 { return f.proxyP99[i] }))
+		}
 		lo, hi := fs[0].cpu, fs[0].cpu
 		for _, f := range fs {
 			m.failed += f.failed
@@ -363,6 +378,7 @@ func report(rows []row, rate, repeat int) {
 		fmt.Fprintf(w, "%s\t%s\n", k, m.cells(span))
 	}
 	w.Flush()
+	fmt.Println("PROXY p99: each proxy's own p99 at the fixed rate, from its response latency histogram (its handler's start to the upstream's response headers: what lies behind it; ms buckets, interpolated), first proxy on the path first.")
 	fmt.Println("I/O CALLS: the proxies' read and write system calls per request during the maximum-rate phase (both proxies on the mesh path).")
 	fmt.Println("STEAL: CPU time the hypervisor gave other guests during the fixed-rate and the maximum-rate phase; above a few percent, the latency (fixed) or throughput and CPU (max) figures of that row are not comparable.")
 }
@@ -376,8 +392,8 @@ func (f figures) cells(cpuSpan string) string {
 		calls = fmt.Sprintf("%.1f", f.io)
 		mem = fmt.Sprintf("%.1f / %.1f MB", f.rssIdle, f.rssLoad)
 	}
-	return fmt.Sprintf("%.3fms\t%.3fms\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%s\t%s\t%d\t%.0f%% / %.0f%%",
-		f.p50, f.p99, f.add50, f.add99, f.rps, f.ofDirect, cpu, cpuFixed, calls, mem, f.failed, f.stealFixed, f.steal)
+	return fmt.Sprintf("%.3fms\t%.3fms\t%+.2fms\t%+.2fms\t%.0f\t%.0f%%\t%s\t%s\t%s\t%s\t%s\t%d\t%.0f%% / %.0f%%",
+		f.p50, f.p99, f.add50, f.add99, f.rps, f.ofDirect, formatTails(f.proxyP99), cpu, cpuFixed, calls, mem, f.failed, f.stealFixed, f.steal)
 }
 
 func ioOf(pids []int) int64 {
