@@ -32,7 +32,7 @@ func collect(ctx context.Context, s Status) (*meshTraffic, error) {
 		case "upstream":
 			for k, c := range t.byDest {
 				if mt.byDest[k] == nil {
-					mt.byDest[k] = &counts{buckets: map[float64]float64{}}
+					mt.byDest[k] = &counts{}
 				}
 				mt.byDest[k].add(c)
 				mt.tls[k] = mt.tls[k] || t.tls[k]
@@ -68,7 +68,7 @@ func rows(s Status, before, after *meshTraffic) []instanceRow {
 		if before != nil {
 			prev = before.byDest[k]
 		}
-		c := &counts{buckets: map[float64]float64{}}
+		c := &counts{}
 		if now := after.byDest[k]; now != nil {
 			c = now.sub(prev)
 		}
@@ -117,7 +117,7 @@ func printTable(w io.Writer, rs []instanceRow, seconds float64) {
 	var services []string
 	for _, r := range rs {
 		if totals[r.service] == nil {
-			totals[r.service] = &counts{buckets: map[float64]float64{}}
+			totals[r.service] = &counts{}
 			services = append(services, r.service)
 		}
 		totals[r.service].add(r.c)

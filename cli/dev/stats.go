@@ -3,14 +3,14 @@ package dev
 import (
 	"context"
 	"fmt"
-	"math"
 	"net/http"
-	"sort"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/meshlet/meshlet/internal/promhist"
 )
 
 // counts are one destination's cumulative response figures as a proxy's
@@ -18,68 +18,25 @@ import (
 type counts struct {
 	responses float64
 	failures  float64
-	buckets   map[float64]float64 // latency upper bound (ms) → cumulative count
-	latencyN  float64
+	latency   promhist.Hist // ms
 }
 
 func (c *counts) add(o *counts) {
 	c.responses += o.responses
 	c.failures += o.failures
-	c.latencyN += o.latencyN
-	if c.buckets == nil {
-		c.buckets = map[float64]float64{}
-	}
-	for le, n := range o.buckets {
-		c.buckets[le] += n
-	}
+	c.latency.Merge(o.latency)
 }
 
 // sub returns c - o: what happened between two scrapes.
 func (c *counts) sub(o *counts) *counts {
-	d := &counts{responses: c.responses, failures: c.failures, latencyN: c.latencyN, buckets: map[float64]float64{}}
-	for le, n := range c.buckets {
-		d.buckets[le] = n
+	if o == nil {
+		o = &counts{}
 	}
-	if o != nil {
-		d.responses -= o.responses
-		d.failures -= o.failures
-		d.latencyN -= o.latencyN
-		for le, n := range o.buckets {
-			d.buckets[le] -= n
-		}
-	}
-	return d
+	return &counts{responses: c.responses - o.responses, failures: c.failures - o.failures, latency: c.latency.Sub(o.latency)}
 }
 
-// quantile estimates the q-quantile of latency (ms) from the histogram
-// buckets, interpolating linearly inside the bucket, as Prometheus's
-// histogram_quantile does.
-func (c *counts) quantile(q float64) float64 {
-	if c.latencyN <= 0 {
-		return math.NaN()
-	}
-	bounds := make([]float64, 0, len(c.buckets))
-	for le := range c.buckets {
-		bounds = append(bounds, le)
-	}
-	sort.Float64s(bounds)
-	rank := q * c.latencyN
-	prevBound, prevCount := 0.0, 0.0
-	for _, le := range bounds {
-		n := c.buckets[le]
-		if n >= rank {
-			if math.IsInf(le, 1) {
-				return prevBound
-			}
-			if n == prevCount {
-				return le
-			}
-			return prevBound + (le-prevBound)*(rank-prevCount)/(n-prevCount)
-		}
-		prevBound, prevCount = le, n
-	}
-	return prevBound
-}
+// quantile estimates the q-quantile of latency (ms).
+func (c *counts) quantile(q float64) float64 { return c.latency.Quantile(q) }
 
 // destKey names one destination of traffic: a service's instance (pod).
 type destKey struct{ service, pod string }
@@ -127,7 +84,7 @@ func parseTraffic(fams map[string]*dto.MetricFamily) *traffic {
 	get := func(k destKey) *counts {
 		c := t.byDest[k]
 		if c == nil {
-			c = &counts{buckets: map[float64]float64{}}
+			c = &counts{}
 			t.byDest[k] = c
 		}
 		return c
@@ -162,12 +119,7 @@ func parseTraffic(fams map[string]*dto.MetricFamily) *traffic {
 				continue
 			}
 			c := get(destKey{l["dst_service"], l["dst_pod"]})
-			h := m.GetHistogram()
-			c.latencyN += float64(h.GetSampleCount())
-			for _, b := range h.GetBucket() {
-				c.buckets[b.GetUpperBound()] += float64(b.GetCumulativeCount())
-			}
-			c.buckets[math.Inf(1)] += float64(h.GetSampleCount())
+			c.latency.Add(m.GetHistogram())
 		}
 	}
 	return t

@@ -9,11 +9,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshlet/meshlet/internal/promhist"
 )
 
 func TestQuantile(t *testing.T) {
 	// 100 samples: 50 at ≤1ms, 40 in (1,10], 10 in (10,100].
-	c := &counts{latencyN: 100, buckets: map[float64]float64{1: 50, 10: 90, 100: 100, math.Inf(1): 100}}
+	c := &counts{latency: promhist.Hist{N: 100, Buckets: map[float64]float64{1: 50, 10: 90, 100: 100, math.Inf(1): 100}}}
 	if got := c.quantile(0.5); got != 1 {
 		t.Errorf("p50 = %v, want 1", got)
 	}
@@ -51,7 +53,7 @@ func TestScrapeGoldenMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := tr.byDest[destKey{"web", "web-0"}]
-	if c == nil || c.responses != 100 || c.failures != 10 || c.latencyN != 100 {
+	if c == nil || c.responses != 100 || c.failures != 10 || c.latency.N != 100 {
 		t.Fatalf("web-0: %+v", c)
 	}
 	if !tr.tls[destKey{"web", "web-0"}] {

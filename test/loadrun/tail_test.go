@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshlet/meshlet/internal/promhist"
 )
 
 // TestProxyP99 serves a histogram shaped as the proxy's over a loopback
@@ -47,38 +49,27 @@ func TestProxyP99(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	phase := after.since(before)
-	if n := phase.count[len(phase.count)-1]; n != 100 {
-		t.Fatalf("phase holds %v observations, want 100", n)
+	phase := after.Sub(before)
+	if phase.N != 100 || phase.Buckets[math.Inf(1)] != 100 {
+		t.Fatalf("phase holds %v observations (+Inf bucket %v), want 100", phase.N, phase.Buckets[math.Inf(1)])
 	}
 	// p99: rank 99 lies in (5, 10], which holds observations 99 and 100.
-	if got := phase.quantile(0.99); math.Abs(got-7.5) > 1e-9 {
+	if got := phase.Quantile(0.99); math.Abs(got-7.5) > 1e-9 {
 		t.Errorf("p99 = %v, want 7.5", got)
 	}
-	if got := phase.quantile(0.5); math.Abs(got-50.0/98) > 1e-9 {
+	if got := phase.Quantile(0.5); math.Abs(got-50.0/98) > 1e-9 {
 		t.Errorf("p50 = %v, want %v", got, 50.0/98)
 	}
 	// Without the subtraction the earlier 9 ms requests would dominate.
-	if got := after.quantile(0.99); got <= 9 {
-		t.Errorf("whole-life p99 = %v, want above 9 (the check above must depend on since)", got)
+	if got := after.Quantile(0.99); got <= 9 {
+		t.Errorf("whole-life p99 = %v, want above 9 (the check above must depend on Sub)", got)
 	}
-	got := proxyP99([]buckets{before}, []buckets{after})
+	got := proxyP99([]promhist.Hist{before}, []promhist.Hist{after})
 	if len(got) != 1 || math.Abs(got[0]-7.5) > 1e-9 {
 		t.Errorf("proxyP99 = %v", got)
 	}
 	if s := formatTails([]float64{3.5, 1.25}); s != "3.50 / 1.25 ms" {
 		t.Errorf("formatTails = %q", s)
-	}
-}
-
-func TestQuantileEdges(t *testing.T) {
-	if q := (buckets{}).quantile(0.99); !math.IsNaN(q) {
-		t.Errorf("empty: %v, want NaN", q)
-	}
-	// Everything above the highest finite bound: that bound.
-	b := buckets{le: []float64{1, 5, math.Inf(1)}, count: []float64{0, 0, 10}}
-	if q := b.quantile(0.99); q != 5 {
-		t.Errorf("all in +Inf: %v, want 5", q)
 	}
 }
 
