@@ -3,12 +3,8 @@ package dev
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/meshlet/meshlet/internal/promhist"
 )
@@ -52,21 +48,9 @@ type traffic struct {
 
 // scrape reads a proxy's /metrics and sums its HTTP golden metrics.
 func scrape(ctx context.Context, admin string) (*traffic, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	fams, err := promhist.Fetch(ctx, admin)
 	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("dev: scraping %s: %w", admin, err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("dev: metrics of %s: %w", admin, err)
+		return nil, fmt.Errorf("dev: %w", err)
 	}
 	return parseTraffic(fams), nil
 }

@@ -2,12 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"strconv"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/meshlet/meshlet/internal/promhist"
 )
@@ -22,22 +17,9 @@ const latencyMetric = "meshlet_response_latency_ms"
 // all its series (directions, routes) added together.
 func scrapeLatency(ctx context.Context, admin string) (promhist.Hist, error) {
 	var h promhist.Hist
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	families, err := promhist.Fetch(ctx, admin)
 	if err != nil {
 		return h, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return h, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return h, fmt.Errorf("%s/metrics: %s", admin, resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return h, fmt.Errorf("%s/metrics: %w", admin, err)
 	}
 	if mf := families[latencyMetric]; mf != nil {
 		for _, m := range mf.GetMetric() {
