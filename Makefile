@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X github.com/meshlet/meshlet/internal/version.Version=$(VERSIO
 # Packages with a main function under <component>/cmd/: every binary of the product.
 MAINS    = $(shell $(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./... | grep /cmd/)
 
-.PHONY: all build test unit vet lint fmt bench bench-fortio demo e2e deps tools kube-bins generate fuzz clean
+.PHONY: all build test unit vet lint fmt bench bench-fortio bench-pairs demo e2e deps tools kube-bins generate fuzz clean
 
 all: build
 
@@ -48,6 +48,10 @@ FORTIO := $(CURDIR)/.tools/bin/fortio
 bench-fortio: build ## the loopback load run driven by fortio v1.68.2 (installed into .tools/) instead of the built-in loader
 	@test -x $(FORTIO) || GOBIN=$(CURDIR)/.tools/bin $(GO) install fortio.org/fortio@v1.68.2
 	$(GO) run ./test/loadrun -bin $(BIN) -loader fortio -fortio $(FORTIO)
+
+bench-pairs: build ## added latency at 1,000 req/s, the mesh path and direct taking turns in 5 s slices (20 kept pairs, fortio)
+	@test -x $(FORTIO) || GOBIN=$(CURDIR)/.tools/bin $(GO) install fortio.org/fortio@v1.68.2
+	$(GO) run ./test/loadrun -bin $(BIN) -loader fortio -fortio $(FORTIO) -paths mesh -pairs 20 -max-steal 3
 
 fuzz: ## each fuzz target for FUZZTIME (default 20s)
 	@scripts/fuzz.sh $${FUZZTIME:-20s}

@@ -66,7 +66,11 @@ func (f fortio) run(ctx context.Context, url, qps string, d time.Duration, conc 
 		ActualDuration    int64
 		RetCodes          map[string]int64
 		DurationHistogram struct {
-			Count       int64
+			Count int64
+			Data  []struct {
+				Start, End float64
+				Count      int64
+			}
 			Percentiles []struct{ Percentile, Value float64 }
 		}
 	}
@@ -75,6 +79,10 @@ func (f fortio) run(ctx context.Context, url, qps string, d time.Duration, conc 
 	}
 	r := &result{sent: rep.DurationHistogram.Count, elapsed: time.Duration(rep.ActualDuration)}
 	r.failed = r.sent - rep.RetCodes["200"]
+	r.spans = spans{}
+	for _, b := range rep.DurationHistogram.Data {
+		r.spans.add(b.Start*1e3, b.End*1e3, b.Count) // s → ms
+	}
 	for _, p := range rep.DurationHistogram.Percentiles {
 		v := time.Duration(p.Value * float64(time.Second))
 		switch p.Percentile {

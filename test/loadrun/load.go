@@ -30,6 +30,7 @@ type result struct {
 	sent, failed int64
 	elapsed      time.Duration
 	p50, p99     time.Duration
+	spans        spans // the latency histogram, for merging runs
 }
 
 // setLatencies fills the percentiles from every request's latency.
@@ -37,6 +38,7 @@ func (r *result) setLatencies(lat []time.Duration) {
 	if len(lat) == 0 {
 		return
 	}
+	r.spans = spansOf(lat)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	r.p50, r.p99 = lat[int(0.5*float64(len(lat)-1))], lat[int(0.99*float64(len(lat)-1))]
 }

@@ -38,6 +38,8 @@ type config struct {
 	fortio   string
 	repeat   int
 	maxSteal float64
+	pairs    int
+	slice    time.Duration
 }
 
 func main() {
@@ -54,6 +56,8 @@ func main() {
 	flag.StringVar(&c.profile, "profile", "", "folder for CPU profiles of the proxies taken during each maximum-rate phase (the proxies then run with --admin-pprof)")
 	flag.IntVar(&c.repeat, "repeat", 1, "runs of every row; with more than one, the report gives each figure's median over the runs (and the CPU's range)")
 	flag.Float64Var(&c.maxSteal, "max-steal", 0, "a phase in which the hypervisor stole more than this % of the machine's CPU is run again, up to 4 times (0: never)")
+	flag.IntVar(&c.pairs, "pairs", 0, "instead of the phases: compare each path with direct at the fixed rate in this many pairs of slices taking turns (pairs.go), trying at most three times as many")
+	flag.DurationVar(&c.slice, "slice", 5*time.Second, "length of each slice of -pairs")
 	flag.Parse()
 	if c.repeat < 1 {
 		c.repeat = 1
@@ -173,6 +177,11 @@ func run(ctx context.Context, c config) error {
 	for _, pid := range []int{up.PID, side.PID} {
 		idle[pid], _ = rss(pid)
 	}
+	if c.pairs > 0 {
+		fmt.Printf("loadrun: app %s; loader %s; %d pairs of %v slices at %d req/s; cores of each proxy: %s\n",
+			app, c.loader, c.pairs, c.slice, c.rate, procs)
+		return runPairs(ctx, c, targets, dir, stopMesh, upErr)
+	}
 	fmt.Printf("loadrun: app %s; loader %s; fixed rate %d req/s and maximum with %d concurrent requests, %v each; cores of each proxy: %s\n",
 		app, c.loader, c.rate, c.conns, c.duration, procs)
 	var rows []row
@@ -202,6 +211,29 @@ func run(ctx context.Context, c config) error {
 	return nil
 }
 
+// runPairs is run's -pairs mode.
+func runPairs(ctx context.Context, c config, targets []target, dir string, stopMesh func(), upErr <-chan error) error {
+	var ps []*pairing
+	for _, proto := range strings.Split(c.protos, ",") {
+		for _, t := range targets[1:] {
+			if !slices.Contains(strings.Split(c.paths, ","), t.key) {
+				continue
+			}
+			p, err := pair(ctx, c, proto, targets[0], t, dir)
+			if err != nil {
+				return err
+			}
+			ps = append(ps, p)
+		}
+	}
+	stopMesh()
+	if err := <-upErr; err != nil {
+		return fmt.Errorf("the mesh failed: %w", err)
+	}
+	reportPairs(ps, c)
+	return nil
+}
+
 // maxTries bounds the runs of a phase -max-steal sends again.
 const maxTries = 4
 
@@ -210,10 +242,7 @@ const maxTries = 4
 // memory. With -max-steal, a phase the hypervisor stole more of is run
 // again, up to maxTries times.
 func measure(ctx context.Context, c config, proto string, t target, dir string, idle map[int]int64) (row, error) {
-	var ld loader = builtin{client(proto, c.conns)}
-	if c.loader == "fortio" {
-		ld = fortio{bin: c.fortio, dir: dir, h2: proto == "h2c"}
-	}
+	ld := c.newLoader(proto, dir)
 	r := row{proto: proto, path: t.name}
 	if _, err := ld.fixed(ctx, t.url, c.rate, time.Second, 8); err != nil { // warm-up: connections, EWMA
 		return r, err
@@ -271,6 +300,14 @@ func measure(ctx context.Context, c config, proto string, t target, dir string, 
 	}
 	fmt.Printf("  %-6s %-24s fixed: %v\n  %-6s %-24s max:   %v\n", proto, t.name, r.fixed, "", "", r.max)
 	return r, nil
+}
+
+// newLoader returns the -loader for proto.
+func (c config) newLoader(proto, dir string) loader {
+	if c.loader == "fortio" {
+		return fortio{bin: c.fortio, dir: dir, h2: proto == "h2c"}
+	}
+	return builtin{client(proto, c.conns)}
 }
 
 // stolen reports whether a phase with this steal should run again.
