@@ -27,6 +27,7 @@ type pairing struct {
 	proxies      []promhist.Hist // each proxy's own latency, kept pairs only
 	cpu          time.Duration   // the proxies' CPU in the kept pairs' path slices
 	sent         int64           // and the requests of those slices
+	failed       int64           // requests that failed, in every slice tried
 	maxStealKept float64
 }
 
@@ -77,6 +78,9 @@ func pairWith(ctx context.Context, c config, ld loader, proto string, direct, t 
 	}
 	p := &pairing{proto: proto, path: t.name, direct: spans{}, via: spans{}, proxies: make([]promhist.Hist, len(t.proxies))}
 	for p.kept < c.pairs && p.tried < 3*c.pairs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		p.tried++
 		order := []target{direct, t}
 		if p.tried%2 == 0 {
@@ -88,6 +92,7 @@ func pairWith(ctx context.Context, c config, ld loader, proto string, direct, t 
 			if err != nil {
 				return nil, err
 			}
+			p.failed += s.res.failed
 			if x.key == "direct" {
 				d = s
 			} else {
@@ -133,10 +138,10 @@ func median(v []float64) float64 {
 func reportPairs(ps []*pairing, c config) {
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "PROTO\tPATH\tPAIRS KEPT\tp50 DIRECT / PATH\tp99 DIRECT / PATH\t+p50\t+p99\t+p99 PER PAIR: MEDIAN (RANGE)\tPROXY p99\tPROXY CPU/10k\tMAX STEAL KEPT\n")
+	fmt.Fprintf(w, "PROTO\tPATH\tPAIRS KEPT\tp50 DIRECT / PATH\tp99 DIRECT / PATH\t+p50\t+p99\t+p99 PER PAIR: MEDIAN (RANGE)\tPROXY p99\tPROXY CPU/10k\tFAILED\tMAX STEAL KEPT\n")
 	for _, p := range ps {
 		if p.kept == 0 {
-			fmt.Fprintf(w, "%s\t%s\t0 of %d\t-\t-\t-\t-\t-\t-\t-\t-\n", p.proto, p.path, p.tried)
+			fmt.Fprintf(w, "%s\t%s\t0 of %d\t-\t-\t-\t-\t-\t-\t-\t%d\t-\n", p.proto, p.path, p.tried, p.failed)
 			continue
 		}
 		d50, v50 := p.direct.quantile(0.5), p.via.quantile(0.5)
@@ -145,9 +150,9 @@ func reportPairs(ps []*pairing, c config) {
 		for _, h := range p.proxies {
 			tails = append(tails, h.Quantile(0.99))
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d of %d\t%.3f / %.3f ms\t%.3f / %.3f ms\t%+.2f ms\t%+.2f ms\t%+.2f ms (%+.2f … %+.2f)\t%s\t%s\t%.0f%%\n",
+		fmt.Fprintf(w, "%s\t%s\t%d of %d\t%.3f / %.3f ms\t%.3f / %.3f ms\t%+.2f ms\t%+.2f ms\t%+.2f ms (%+.2f … %+.2f)\t%s\t%s\t%d\t%.0f%%\n",
 			p.proto, p.path, p.kept, p.tried, d50, v50, d99, v99, v50-d50, v99-d99,
-			median(p.add99), slices.Min(p.add99), slices.Max(p.add99), formatTails(tails), cpuPer10k(p.cpu, p.sent), p.maxStealKept)
+			median(p.add99), slices.Min(p.add99), slices.Max(p.add99), formatTails(tails), cpuPer10k(p.cpu, p.sent), p.failed, p.maxStealKept)
 	}
 	w.Flush()
 	left := "every pair is kept (no -max-steal)"
@@ -155,7 +160,7 @@ func reportPairs(ps []*pairing, c config) {
 		left = fmt.Sprintf("a pair with more than %.0f%% steal in either slice is left out", c.maxSteal)
 	}
 	fmt.Printf("Pairs of %v slices at %d req/s, direct and the path taking turns; %s.\n", c.slice, c.rate, left)
-	fmt.Println("+p50, +p99: from all requests of the kept pairs' slices. PER PAIR: the spread of the pairs' own +p99. PROXY p99: each proxy's own, over the kept pairs. PROXY CPU: all proxies of the path, per 10k requests of the kept pairs.")
+	fmt.Println("+p50, +p99: from all requests of the kept pairs' slices. PER PAIR: the spread of the pairs' own +p99. PROXY p99: each proxy's own, over the kept pairs. PROXY CPU: all proxies of the path, per 10k requests of the kept pairs. FAILED: failed requests in every slice, kept or not.")
 }
 
 func cpuPer10k(cpu time.Duration, sent int64) string {

@@ -77,6 +77,9 @@ func (s script) fixed(_ context.Context, url string, _ int, d time.Duration, _ i
 	if d == time.Second { // warm-up
 		return r, nil
 	}
+	if url == "m" && len(s.p99[url]) == 1 {
+		r.failed = 2 // the second slice of the path
+	}
 	v := s.p99[url][0]
 	s.p99[url] = s.p99[url][1:]
 	r.spans.add(0.1, 0.2, 98)
@@ -103,8 +106,8 @@ func TestPairOrder(t *testing.T) {
 	if want := []string{"d", "m", "d", "m", "m", "d", "d", "m"}; !slices.Equal(urls, want) {
 		t.Errorf("order %v, want %v (warm-ups, then direct first in odd pairs)", urls, want)
 	}
-	if p.kept != 3 || p.tried != 3 {
-		t.Errorf("kept %d of %d, want 3 of 3", p.kept, p.tried)
+	if p.kept != 3 || p.tried != 3 || p.failed != 2 {
+		t.Errorf("kept %d of %d with %d failed, want 3 of 3 with 2", p.kept, p.tried, p.failed)
 	}
 	if want := []float64{1, 3, 1}; !slices.EqualFunc(p.add99, want, func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }) {
 		t.Errorf("per pair +p99 %v, want %v", p.add99, want)
