@@ -386,11 +386,7 @@ func report(rows []row, rate, repeat int) {
 			for i, f := range fs {
 				v[i] = get(f)
 			}
-			slices.Sort(v)
-			if len(v)%2 == 1 {
-				return v[len(v)/2]
-			}
-			return (v[len(v)/2-1] + v[len(v)/2]) / 2
+			return median(v)
 		}
 		m := figures{
 			p50: med(func(f figures) float64 { return f.p50 }), p99: med(func(f figures) float64 { return f.p99 }),
