@@ -12,6 +12,7 @@ import (
 	"github.com/meshlet/meshlet/proxy/detect"
 	"github.com/meshlet/meshlet/proxy/httpproxy"
 	"github.com/meshlet/meshlet/proxy/meshtls"
+	"github.com/meshlet/meshlet/proxy/rawio"
 )
 
 // outbound serves a connection from the application: detection, then the
@@ -186,7 +187,9 @@ func (p *Proxy) connectOutbound(ctx context.Context, addr, identity string) (net
 	if !meshed {
 		return raw, false, "", nil
 	}
-	tc := tls.Client(raw, meshtls.ClientConfig(p.cfg.Source, peer, meshtls.ALPNOpaque))
+	// Raw reads and writes under TLS, as the HTTP layer's mesh connections
+	// (no splice is possible through TLS anyway).
+	tc := tls.Client(rawio.Wrap(raw), meshtls.ClientConfig(p.cfg.Source, peer, meshtls.ALPNOpaque))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, false, reasonUpstreamTLS, err

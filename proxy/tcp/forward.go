@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"sync"
+
+	"github.com/meshlet/meshlet/proxy/rawio"
 )
 
 // Stats counts what one forwarded connection carried.
@@ -46,12 +48,21 @@ type closeWriter interface {
 // A client that is a detect.Conn has its peeked bytes sent first. Between
 // two bare *net.TCPConn the copy is io.Copy, which Linux turns into
 // splice(2): no byte passes through user space. The byte counts come from
-// the copies' return values, so nothing wraps the sockets.
+// the copies' return values, so nothing wraps the sockets. When one side is
+// not a bare socket (TLS), a bare other side is wrapped for raw reads and
+// writes (package rawio).
 func Forward(ctx context.Context, client, server net.Conn) (Stats, error) {
 	var st Stats
 	var head []byte
 	if d, ok := client.(detacher); ok {
 		head, client = d.Detach()
+	}
+	if !bare(client) || !bare(server) {
+		// No splice through TLS: the bytes pass through user space, so the
+		// plain side's reads and writes are raw system calls, as the HTTP
+		// layer's (the TLS side's socket is wrapped where it is dialed or
+		// accepted).
+		client, server = rawio.Wrap(client), rawio.Wrap(server)
 	}
 	stop := context.AfterFunc(ctx, func() { abort(client, server) })
 	defer stop()
@@ -83,6 +94,11 @@ func Forward(ctx context.Context, client, server net.Conn) (Stats, error) {
 		return st, ctx.Err()
 	}
 	return st, errors.Join(upErr, downErr)
+}
+
+func bare(c net.Conn) bool {
+	_, ok := c.(*net.TCPConn)
+	return ok
 }
 
 // half copies src to dst until src ends, then half-closes dst; on an error
@@ -143,11 +159,12 @@ func copyBuffer(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
 	}
 }
 
-// abort closes both connections, resetting TCP ones so their peers see the
-// failure instead of an orderly end.
+// abort closes both connections, resetting TCP ones (a *net.TCPConn, or a
+// wrapper of one such as rawio's) so their peers see the failure instead of
+// an orderly end.
 func abort(a, b net.Conn) {
 	for _, c := range [2]net.Conn{a, b} {
-		if tc, ok := c.(*net.TCPConn); ok {
+		if tc, ok := c.(interface{ SetLinger(int) error }); ok {
 			tc.SetLinger(0) //nolint:errcheck // best effort: the close below is what matters
 		}
 		c.Close()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/meshlet/meshlet/proxy/detect"
 	"github.com/meshlet/meshlet/proxy/meshtls"
 	"github.com/meshlet/meshlet/proxy/meshtls/meshtlstest"
+	"github.com/meshlet/meshlet/proxy/rawio"
 )
 
 func listen(tb testing.TB) *net.TCPListener {
@@ -172,6 +174,35 @@ func TestForwardResetPropagates(t *testing.T) {
 	if f := wait(t, done); f.err == nil {
 		t.Error("Forward reported no error for a reset")
 	}
+}
+
+// TestForwardResetThroughRawio checks that a reset reaches a peer whose
+// proxy-side socket is wrapped for raw I/O (the application's side of an
+// opaque mTLS stream): abort must reset the wrapped socket, not close it in
+// order.
+func TestForwardResetThroughRawio(t *testing.T) {
+	app, backend, done := through(t, context.Background(), nil, rawio.Wrap)
+	if _, ok := backendSide(t, rawio.Wrap).(*net.TCPConn); ok {
+		t.Fatal("rawio.Wrap returned the bare *net.TCPConn: the test would not cover the wrapper")
+	}
+	app.Write([]byte("x"))
+	io.ReadFull(backend, make([]byte, 1))
+	app.(*net.TCPConn).SetLinger(0)
+	app.Close() // RST
+	backend.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := backend.Read(make([]byte, 1))
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("backend read: %v, want a reset (ECONNRESET)", err)
+	}
+	if f := wait(t, done); f.err == nil {
+		t.Error("Forward reported no error for a reset")
+	}
+}
+
+// backendSide returns what wrap makes of a fresh loopback socket.
+func backendSide(t *testing.T, wrap func(net.Conn) net.Conn) net.Conn {
+	a, _ := pair(t)
+	return wrap(a)
 }
 
 func TestForwardContextClosesBoth(t *testing.T) {
