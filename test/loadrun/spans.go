@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -48,7 +49,7 @@ func (s spans) quantile(q float64) float64 {
 		h.Buckets[k[0]], h.Buckets[k[1]] = 0, 0
 		h.N += float64(n)
 	}
-	slices.SortFunc(all, func(a, b span) int { return compareFloat(a.end, b.end) })
+	slices.SortFunc(all, func(a, b span) int { return cmp.Compare(a.end, b.end) })
 	bounds := make([]float64, 0, len(h.Buckets))
 	for b := range h.Buckets {
 		bounds = append(bounds, b)
@@ -64,14 +65,4 @@ func (s spans) quantile(q float64) float64 {
 	}
 	h.Buckets[math.Inf(1)] = h.N
 	return h.Quantile(q)
-}
-
-func compareFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
